@@ -1,0 +1,3 @@
+from kmsguard.cli import main
+
+main()

@@ -1,0 +1,223 @@
+"""The kmsguard command line: parse, call the library, render."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kmsguard import __version__
+from kmsguard.commands.common import State, emit, get_state, handle_errors, style, table
+from kmsguard.commands.procedures import rotation_group
+from kmsguard.workflow.app import App, Settings
+
+CONTEXT_SETTINGS: dict[str, Any] = {
+    "help_option_names": ["-h", "--help"],
+    "max_content_width": 100,
+}
+
+
+def default_db_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("kmsguard", appauthor=False)) / "kmsguard.db"
+
+
+def default_operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # botocore logs every request at DEBUG; keep it quiet unless -vvv.
+    for name in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+
+
+def explicit_region(ctx: click.Context, region: str | None) -> str | None:
+    """Return --region only when the operator set it for kmsguard.
+
+    A region from AWS_REGION or AWS_DEFAULT_REGION is the shell's default, not
+    a choice for this command, so it is not compared with the environment's.
+    """
+    source = ctx.get_parameter_source("region")
+    if region and source == click.core.ParameterSource.ENVIRONMENT:
+        if not os.environ.get("KMSGUARD_REGION"):
+            return None
+    return region
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="KMSGUARD_DB",
+    show_envvar=True,
+    help="SQLite file of state and audit log (default: kmsguard.db in the user data directory). Must be on a local filesystem.",
+)
+@click.option("--operator", envvar="KMSGUARD_OPERATOR", show_envvar=True, help="Your name, recorded on every event (default: login name).")
+@click.option("--profile", envvar=["KMSGUARD_PROFILE", "AWS_PROFILE"], show_envvar=True, help="AWS profile for credentials.")
+@click.option(
+    "--region",
+    envvar=["KMSGUARD_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"],
+    show_envvar=True,
+    help="AWS region; key operations always use the environment's region, and a different --region is an error.",
+)
+@click.option("--endpoint-url", envvar=["KMSGUARD_ENDPOINT_URL", "AWS_ENDPOINT_URL"], show_envvar=True, help="Send AWS calls to this URL (for a local AWS simulator).")
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="KMSGUARD_OUTPUT",
+    show_envvar=True,
+    show_default=True,
+    help="Text for people, or one JSON object on stdout.",
+)
+@click.option("-v", "--verbose", count=True, help="Log applied steps and AWS writes (-v), or debug detail (-vv).")
+@click.version_option(__version__, prog_name="kmsguard")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    db: Path | None,
+    operator: str | None,
+    profile: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    output: str,
+    verbose: int,
+) -> None:
+    """Guarded workflows for the KMS key of a bring-your-own-key pipeline.
+
+    kmsguard steps you through onboarding a key, rotating to a new key and
+    turning customer-managed encryption off, in the vendor's documented
+    order. It refuses any step out of order, above all disabling or deleting
+    a key the pipeline still uses, and records every step in a hash-chained
+    audit log.
+
+    Exit status: 0 done; 1 failed or declined; 2 invalid input; 3 refused or
+    a check found problems.
+    """
+    configure_logging(verbose)
+    settings = Settings(
+        db_path=db or default_db_path(),
+        operator=(operator or default_operator()).strip() or default_operator(),
+        profile=profile or None,
+        region=explicit_region(ctx, region),
+        endpoint_url=endpoint_url or None,
+    )
+    app = App(settings)
+    ctx.obj = State(app, output)
+    ctx.call_on_close(app.close)
+
+
+# Environments
+
+
+@main.group()
+def env() -> None:
+    """Register and show pipeline environments."""
+
+
+@env.command("add")
+@click.argument("environment", metavar="ENV")
+@click.option("--region", "env_region", required=True, help="AWS region of the pipeline, for example eu-west-1.")
+@click.option("--pipeline-account", required=True, metavar="ACCOUNT_ID", help="The vendor's pipeline AWS account ID (12 digits).")
+def env_add(environment: str, env_region: str, pipeline_account: str) -> None:
+    """Register an environment: its region and the pipeline's account."""
+    state = get_state()
+    with handle_errors():
+        added = state.app.add_environment(environment, env_region, pipeline_account)
+    emit(added.to_dict(), [f"environment {added.name} added ({added.region}, pipeline account {added.pipeline_account})",
+                           f"next: kmsguard rotation start {added.name} --current-key KEY"])  # fmt: skip
+
+
+@env.command("list")
+def env_list() -> None:
+    """List the registered environments."""
+    state = get_state()
+    with handle_errors():
+        rows = [e.to_dict() for e in state.app.environments()]
+    columns = [("name", "ENV"), ("region", "REGION"), ("pipeline_account", "PIPELINE ACCOUNT"), ("created_by", "ADDED BY")]
+    emit({"environments": rows}, table(rows, columns) if rows else ["no environments; add one with `kmsguard env add`"])
+
+
+@env.command("show")
+@click.argument("environment", metavar="ENV")
+def env_show(environment: str) -> None:
+    """Show one environment and its resources."""
+    state = get_state()
+    with handle_errors():
+        found = state.app.environment(environment)
+    data = found.to_dict()
+    emit(data, [f"{key}: {value}" for key, value in data.items()])
+
+
+# Status, history, audit
+
+
+@main.command()
+@click.argument("environment", metavar="ENV", required=False)
+def status(environment: str | None) -> None:
+    """Show each environment's open run, its state, its age and the next command."""
+    state = get_state()
+    with handle_errors():
+        rows = state.app.status(environment)
+    columns = [("environment", "ENV"), ("procedure", "PROCEDURE"), ("state", "STATE"), ("state_age", "AGE"), ("next", "NEXT")]
+
+    def lines() -> list[str]:
+        if not rows:
+            return ["no environments; add one with `kmsguard env add`"]
+        text = table(rows, columns)
+        for row in rows:
+            intent = row.get("unresolved_intent")
+            if intent:
+                text.append(style(f"unresolved: {row['environment']}: {intent['step']} ({intent.get('action')}) since {intent['since']} by {intent['operator']}; the next step command reconciles it from AWS", fg="yellow"))
+        return text
+
+    emit({"environments": rows}, lines)
+
+
+@main.command()
+@click.argument("environment", metavar="ENV")
+def history(environment: str) -> None:
+    """Show every audit event of an environment, refusals included."""
+    state = get_state()
+    with handle_errors():
+        events = state.app.history(environment)
+    columns = [("id", "EVENT"), ("created_at", "TIME"), ("procedure", "PROCEDURE"), ("step", "STEP"), ("outcome", "OUTCOME"),
+               ("to_state", "STATE"), ("operator", "OPERATOR"), ("message", "MESSAGE")]  # fmt: skip
+
+    def lines() -> list[str]:
+        rows = [dict(e, message=str(e["message"]).split("\n")[0]) for e in events]
+        return table(rows, columns) if rows else [f"no events for {environment}"]
+
+    emit({"environment": environment, "events": events}, lines)
+
+
+@main.group()
+def audit() -> None:
+    """Check the audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the whole hash chain and every run's head; exit 3 on the first bad row."""
+    from kmsguard.workflow.errors import ChecksFailed
+
+    state = get_state()
+    with handle_errors():
+        report = state.app.verify()
+        if not report["ok"]:
+            raise ChecksFailed(f"audit log check failed: {report['problem']}", report)
+    emit(report, [f"audit log verified: {report['events_checked']} events, chain intact"])
+
+
+main.add_command(rotation_group())

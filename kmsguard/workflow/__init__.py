@@ -1,0 +1,1 @@
+"""The generic workflow engine, its SQLite store and the AWS adapter."""

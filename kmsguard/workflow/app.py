@@ -1,0 +1,136 @@
+"""The library's front door: one object per invocation, used by the CLI and tests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kmsguard.workflow.engine import Engine, StepResult
+from kmsguard.workflow.errors import InvalidInput
+from kmsguard.workflow.identifiers import (
+    validate_account,
+    validate_environment_name,
+    validate_region,
+)
+from kmsguard.workflow.records import Environment, NewEvent, utc_now
+from kmsguard.workflow.store import SqliteStore
+
+if TYPE_CHECKING:
+    from kmsguard.workflow.aws import AwsSession
+    from kmsguard.workflow.context import StepContext
+    from kmsguard.workflow.procedure import Procedure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Global options: where the database is, who operates, how to reach AWS."""
+
+    db_path: Path
+    operator: str
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+class App:
+    """Environments, runs and audit for one database and one operator."""
+
+    def __init__(self, settings: Settings, aws: AwsSession | None = None) -> None:
+        self.settings = settings
+        self._aws = aws
+        self._store: SqliteStore | None = None
+
+    @property
+    def store(self) -> SqliteStore:
+        if self._store is None:
+            self._store = SqliteStore(self.settings.db_path)
+        return self._store
+
+    def aws(self) -> AwsSession:
+        if self._aws is None:
+            from kmsguard.workflow.aws import AwsSession, AwsSettings
+
+            self._aws = AwsSession(
+                AwsSettings(self.settings.profile, self.settings.endpoint_url)
+            )
+        return self._aws
+
+    @property
+    def engine(self) -> Engine:
+        return Engine(self.store, self.aws, self.settings.operator)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    # Environments
+
+    def add_environment(self, name: str, region: str, pipeline_account: str) -> Environment:
+        environment = Environment(
+            name=validate_environment_name(name),
+            region=validate_region(region),
+            pipeline_account=validate_account(pipeline_account),
+            resources={},
+            created_at=utc_now(),
+            created_by=self.settings.operator,
+        )
+        event = NewEvent(
+            step="env_add", outcome="recorded", operator=self.settings.operator,
+            message=f"environment {name} added", evidence=environment.to_dict(),
+        )  # fmt: skip
+        self.store.add_environment(environment, event)
+        log.info("added environment %s by %s", name, self.settings.operator)
+        return environment
+
+    def environment(self, name: str) -> Environment:
+        return self.engine.get_environment(name)
+
+    def environments(self) -> list[Environment]:
+        return self.store.list_environments()
+
+    # Procedures
+
+    def check_region(self, environment: str) -> None:
+        """Reject a --region that differs from the environment's region."""
+        env = self.environment(environment)
+        if self.settings.region and self.settings.region != env.region:
+            raise InvalidInput(
+                f"--region {self.settings.region} differs from the region "
+                f"{env.region} of environment {environment!r}; key operations always "
+                "use the environment's region, so drop --region (or AWS_REGION)"
+            )
+
+    def start(self, procedure: Procedure, environment: str, params: dict[str, Any]) -> StepResult:
+        self.check_region(environment)
+        return self.engine.start(procedure, environment, params)
+
+    def step(
+        self,
+        procedure: Procedure,
+        step: str,
+        environment: str,
+        params: dict[str, Any],
+        confirm: Callable[[StepContext], bool] | None = None,
+    ) -> StepResult:
+        self.check_region(environment)
+        return self.engine.step(procedure, step, environment, params, confirm)
+
+    # Reading
+
+    def status(self, environment: str | None = None) -> list[dict[str, Any]]:
+        """Return each environment with its open run, state age and next command."""
+        from kmsguard.workflow.reports import status_rows
+
+        return status_rows(self, environment)
+
+    def history(self, environment: str) -> list[dict[str, Any]]:
+        self.environment(environment)
+        return [event.to_dict() for event in self.store.environment_events(environment)]
+
+    def verify(self) -> dict[str, Any]:
+        return self.store.verify_chain()

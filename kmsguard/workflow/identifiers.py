@@ -1,0 +1,144 @@
+"""Parsing and validation of the identifiers operators type: ARNs, IDs, names."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kmsguard.workflow.errors import InvalidInput
+
+ACCOUNT_RE = re.compile(r"^\d{12}$")
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+KEY_ID_RE = re.compile(r"^(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+KEY_ARN_RE = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):"
+    r"(?P<account>\d{12}):key/(?P<key_id>[A-Za-z0-9-]+)$"
+)
+ALIAS_ARN_RE = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):"
+    r"(?P<account>\d{12}):(?P<alias>alias/[A-Za-z0-9/_-]+)$"
+)
+ALIAS_NAME_RE = re.compile(r"^alias/[A-Za-z0-9/_-]{1,250}$")
+ROLE_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/(?P<name>[\w+=,.@/*-]+)$"
+)
+ENV_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class KeyReference:
+    """A key identifier as typed, classified by its form."""
+
+    text: str
+    form: str  # "key_arn", "alias_arn", "alias_name" or "key_id"
+    region: str | None = None
+    account: str | None = None
+
+
+def parse_key_reference(text: str) -> KeyReference:
+    """Classify a key identifier, rejecting anything that is none of the four forms.
+
+    Raises:
+        InvalidInput: the text is not a key ID, alias name, alias ARN or key ARN.
+    """
+    value = text.strip()
+    if match := KEY_ARN_RE.match(value):
+        return KeyReference(value, "key_arn", match["region"], match["account"])
+    if match := ALIAS_ARN_RE.match(value):
+        return KeyReference(value, "alias_arn", match["region"], match["account"])
+    if ALIAS_NAME_RE.match(value):
+        if value.startswith("alias/aws/"):
+            raise InvalidInput(
+                f"key {value!r} is an AWS managed key alias; kmsguard works only "
+                "with customer managed keys. Give the alias or ARN of a key you own."
+            )
+        return KeyReference(value, "alias_name")
+    if KEY_ID_RE.match(value):
+        return KeyReference(value, "key_id")
+    raise InvalidInput(
+        f"invalid key identifier {text!r}: give a key ID "
+        "(1234abcd-12ab-34cd-56ef-1234567890ab), an alias name (alias/my-key), "
+        "an alias ARN or a key ARN (arn:aws:kms:REGION:ACCOUNT:key/KEY_ID)"
+    )
+
+
+def key_id_from_arn(key_arn: str) -> str:
+    """Return the key ID part of a key ARN."""
+    match = KEY_ARN_RE.match(key_arn)
+    if not match:
+        raise InvalidInput(f"invalid key ARN {key_arn!r}")
+    return match["key_id"]
+
+
+def region_from_arn(arn: str) -> str:
+    """Return the region field of an ARN (its fourth field)."""
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 3 else ""
+
+
+def account_from_arn(arn: str) -> str:
+    """Return the account field of an ARN (its fifth field)."""
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 else ""
+
+
+def validate_account(value: str, option: str = "--pipeline-account") -> str:
+    value = value.strip()
+    if not ACCOUNT_RE.match(value):
+        raise InvalidInput(
+            f"invalid AWS account ID {value!r} for {option}: "
+            "an account ID is exactly 12 digits, for example 123456789012"
+        )
+    return value
+
+
+def validate_region(value: str) -> str:
+    value = value.strip()
+    if not REGION_RE.match(value):
+        raise InvalidInput(
+            f"invalid AWS region {value!r}: give a region code such as eu-west-1"
+        )
+    return value
+
+
+def validate_environment_name(value: str) -> str:
+    if not ENV_NAME_RE.match(value):
+        raise InvalidInput(
+            f"invalid environment name {value!r}: use lower-case letters, digits, "
+            "'-' and '_', starting with a letter or digit (for example prod, qa1)"
+        )
+    return value
+
+
+def validate_role_arn(value: str, option: str) -> str:
+    value = value.strip()
+    if not ROLE_ARN_RE.match(value):
+        raise InvalidInput(
+            f"invalid IAM role ARN {value!r} for {option}: "
+            "give arn:aws:iam::ACCOUNT_ID:role/ROLE_NAME"
+        )
+    return value
+
+
+def validate_ticket(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidInput(
+            "missing ticket ID: --ticket is empty; give the support ticket ID, "
+            "for example --ticket SUP-1234"
+        )
+    if len(value) > 200 or any(ch in value for ch in "\r\n\t"):
+        raise InvalidInput(
+            f"invalid ticket ID {value!r}: use one line of at most 200 characters"
+        )
+    return value
+
+
+def validate_alias(value: str) -> str:
+    name = value if value.startswith("alias/") else f"alias/{value}"
+    if not ALIAS_NAME_RE.match(name) or name.startswith("alias/aws/"):
+        raise InvalidInput(
+            f"invalid alias {value!r}: use letters, digits, '/', '_' and '-', "
+            "not starting with alias/aws/ (for example alias/pipeline-key-2026)"
+        )
+    return name

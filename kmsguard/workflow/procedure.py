@@ -1,0 +1,76 @@
+"""How a procedure is described as data: its states, steps and guard names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named transition of a procedure: a trigger of its state machine.
+
+    Attributes:
+        name: the trigger name, snake_case (`disable_old_key`).
+        command: the CLI sub-command that runs the step (`disable-old-key`).
+        sources: the states the step may start from.
+        dest: the state the step leads to.
+        handler: the name of the step handler that does the work.
+        guards: the names of the guards that must all pass.
+        usage: the options to show in the command that runs the step.
+        target: the run's key the handler acts on, "current" or "new".
+        destructive: whether the step changes a key's state in AWS, so the
+            CLI asks for confirmation unless `--yes` is given.
+        close: whether reaching `dest` closes the run.
+        recovery: whether the step acts on the environment's most recent run
+            whose key kmsguard disabled, open or completed, instead of the
+            open run.
+        request: the kind of support request the step prints, if any.
+    """
+
+    name: str
+    command: str
+    sources: tuple[str, ...]
+    dest: str
+    handler: str
+    guards: tuple[str, ...] = ()
+    usage: str = ""
+    target: str = "current"
+    destructive: bool = False
+    close: bool = False
+    recovery: bool = False
+    request: str = ""
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """A whole procedure: states in order, the start step and every other step."""
+
+    name: str
+    title: str
+    states: tuple[str, ...]
+    start: Step
+    steps: tuple[Step, ...]
+    # The state in which the run waits for support; recovery returns there.
+    waiting_state: str = ""
+    # States in which kmsguard has disabled the key or scheduled its deletion.
+    key_retired_states: tuple[str, ...] = field(default_factory=tuple)
+    # States a run can only be in with a support confirmation recorded.
+    confirmed_states: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def initial(self) -> str:
+        return self.start.dest
+
+    def step(self, name: str) -> Step:
+        for step in (self.start, *self.steps):
+            if step.name == name:
+                return step
+        raise KeyError(f"procedure {self.name} has no step {name!r}")
+
+    def steps_from(self, state: str) -> list[Step]:
+        """Return the steps that may start from a state, in declaration order."""
+        return [step for step in self.steps if state in step.sources]
+
+    def command_for(self, step: Step, environment: str) -> str:
+        text = f"kmsguard {self.name} {step.command} {environment}"
+        return f"{text} {step.usage}" if step.usage else text
