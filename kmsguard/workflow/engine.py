@@ -413,7 +413,11 @@ class Engine:
                 f"run {run.id} points at intent event {run.pending_intent_id}, which "
                 "does not exist; run `kmsguard audit verify`"
             )
-        self._check_intent_abandoned(run, intent)
+        try:
+            self._check_intent_abandoned(run, intent)
+        except Conflict as busy:
+            self._refuse_busy(ctx, busy)
+            raise
         step = procedure.step(intent.step)
         intent_ctx = self._context(procedure, step, ctx.env_name, run, dict(intent.evidence.get("params", {})))
         outcome = self._handler(step).reconcile(intent_ctx, intent)
@@ -427,6 +431,15 @@ class Engine:
         ]
         result = self._commit(intent_ctx, run, outcome, resolves=intent.id)
         return [result.event]
+
+    def _refuse_busy(self, ctx: StepContext, busy: Conflict) -> None:
+        assert ctx.run is not None
+        event = NewEvent(
+            step=ctx.step.name, outcome="refused", operator=ctx.operator,
+            from_state=ctx.run.state, to_state=ctx.run.state, message=str(busy),
+            evidence={"guards": [r.to_dict() for r in busy.unmet]},
+        )  # fmt: skip
+        self.store.append_event(ctx.run, ctx.env_name, event)
 
     @staticmethod
     def _check_intent_abandoned(run: Run, intent: Event) -> None:
