@@ -35,11 +35,19 @@ def default_operator() -> str:
 
 
 def configure_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    level = (
+        logging.WARNING
+        if verbose == 0
+        else logging.INFO
+        if verbose == 1
+        else logging.DEBUG
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # botocore logs every request at DEBUG; keep it quiet unless -vvv.
     for name in ("botocore", "boto3", "urllib3"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if verbose >= 3 else logging.WARNING
+        )
 
 
 def explicit_region(ctx: click.Context, region: str | None) -> str | None:
@@ -49,9 +57,9 @@ def explicit_region(ctx: click.Context, region: str | None) -> str | None:
     a choice for this command, so it is not compared with the environment's.
     """
     source = ctx.get_parameter_source("region")
-    if region and source == click.core.ParameterSource.ENVIRONMENT:
-        if not os.environ.get("KMSGUARD_REGION"):
-            return None
+    from_shell = source == click.core.ParameterSource.ENVIRONMENT
+    if region and from_shell and not os.environ.get("KMSGUARD_REGION"):
+        return None
     return region
 
 
@@ -63,15 +71,30 @@ def explicit_region(ctx: click.Context, region: str | None) -> str | None:
     show_envvar=True,
     help="SQLite file of state and audit log (default: kmsguard.db in the user data directory). Must be on a local filesystem.",
 )
-@click.option("--operator", envvar="KMSGUARD_OPERATOR", show_envvar=True, help="Your name, recorded on every event (default: login name).")
-@click.option("--profile", envvar=["KMSGUARD_PROFILE", "AWS_PROFILE"], show_envvar=True, help="AWS profile for credentials.")
+@click.option(
+    "--operator",
+    envvar="KMSGUARD_OPERATOR",
+    show_envvar=True,
+    help="Your name, recorded on every event (default: login name).",
+)
+@click.option(
+    "--profile",
+    envvar=["KMSGUARD_PROFILE", "AWS_PROFILE"],
+    show_envvar=True,
+    help="AWS profile for credentials.",
+)
 @click.option(
     "--region",
     envvar=["KMSGUARD_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"],
     show_envvar=True,
     help="AWS region; key operations always use the environment's region, and a different --region is an error.",
 )
-@click.option("--endpoint-url", envvar=["KMSGUARD_ENDPOINT_URL", "AWS_ENDPOINT_URL"], show_envvar=True, help="Send AWS calls to this URL (for a local AWS simulator).")
+@click.option(
+    "--endpoint-url",
+    envvar=["KMSGUARD_ENDPOINT_URL", "AWS_ENDPOINT_URL"],
+    show_envvar=True,
+    help="Send AWS calls to this URL (for a local AWS simulator).",
+)
 @click.option(
     "--output",
     type=click.Choice(["text", "json"]),
@@ -81,7 +104,12 @@ def explicit_region(ctx: click.Context, region: str | None) -> str | None:
     show_default=True,
     help="Text for people, or one JSON object on stdout.",
 )
-@click.option("-v", "--verbose", count=True, help="Log applied steps and AWS writes (-v), or debug detail (-vv).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log applied steps and AWS writes (-v), or debug detail (-vv).",
+)
 @click.version_option(__version__, prog_name="kmsguard")
 @click.pass_context
 def main(
@@ -128,15 +156,30 @@ def env() -> None:
 
 @env.command("add")
 @click.argument("environment", metavar="ENV")
-@click.option("--region", "env_region", required=True, help="AWS region of the pipeline, for example eu-west-1.")
-@click.option("--pipeline-account", required=True, metavar="ACCOUNT_ID", help="The vendor's pipeline AWS account ID (12 digits).")
+@click.option(
+    "--region",
+    "env_region",
+    required=True,
+    help="AWS region of the pipeline, for example eu-west-1.",
+)
+@click.option(
+    "--pipeline-account",
+    required=True,
+    metavar="ACCOUNT_ID",
+    help="The vendor's pipeline AWS account ID (12 digits).",
+)
 def env_add(environment: str, env_region: str, pipeline_account: str) -> None:
     """Register an environment: its region and the pipeline's account."""
     state = get_state()
     with handle_errors():
         added = state.app.add_environment(environment, env_region, pipeline_account)
-    emit(added.to_dict(), [f"environment {added.name} added ({added.region}, pipeline account {added.pipeline_account})",
-                           f"next: kmsguard rotation start {added.name} --current-key KEY"])  # fmt: skip
+    emit(
+        added.to_dict(),
+        [
+            f"environment {added.name} added ({added.region}, pipeline account {added.pipeline_account})",
+            f"next: kmsguard rotation start {added.name} --current-key KEY",
+        ],
+    )
 
 
 @env.command("list")
@@ -145,8 +188,18 @@ def env_list() -> None:
     state = get_state()
     with handle_errors():
         rows = [e.to_dict() for e in state.app.environments()]
-    columns = [("name", "ENV"), ("region", "REGION"), ("pipeline_account", "PIPELINE ACCOUNT"), ("created_by", "ADDED BY")]
-    emit({"environments": rows}, table(rows, columns) if rows else ["no environments; add one with `kmsguard env add`"])
+    columns = [
+        ("name", "ENV"),
+        ("region", "REGION"),
+        ("pipeline_account", "PIPELINE ACCOUNT"),
+        ("created_by", "ADDED BY"),
+    ]
+    emit(
+        {"environments": rows},
+        table(rows, columns)
+        if rows
+        else ["no environments; add one with `kmsguard env add`"],
+    )
 
 
 @env.command("show")
@@ -170,7 +223,13 @@ def status(environment: str | None) -> None:
     state = get_state()
     with handle_errors():
         rows = state.app.status(environment)
-    columns = [("environment", "ENV"), ("procedure", "PROCEDURE"), ("state", "STATE"), ("state_age", "AGE"), ("next", "NEXT")]
+    columns = [
+        ("environment", "ENV"),
+        ("procedure", "PROCEDURE"),
+        ("state", "STATE"),
+        ("state_age", "AGE"),
+        ("next", "NEXT"),
+    ]
 
     def lines() -> list[str]:
         if not rows:
@@ -179,7 +238,12 @@ def status(environment: str | None) -> None:
         for row in rows:
             intent = row.get("unresolved_intent")
             if intent:
-                text.append(style(f"unresolved: {row['environment']}: {intent['step']} ({intent.get('action')}) since {intent['since']} by {intent['operator']}; the next step command reconciles it from AWS", fg="yellow"))
+                text.append(
+                    style(
+                        f"unresolved: {row['environment']}: {intent['step']} ({intent.get('action')}) since {intent['since']} by {intent['operator']}; the next step command reconciles it from AWS",
+                        fg="yellow",
+                    )
+                )
         return text
 
     emit({"environments": rows}, lines)
@@ -192,8 +256,16 @@ def history(environment: str) -> None:
     state = get_state()
     with handle_errors():
         events = state.app.history(environment)
-    columns = [("id", "EVENT"), ("created_at", "TIME"), ("procedure", "PROCEDURE"), ("step", "STEP"), ("outcome", "OUTCOME"),
-               ("to_state", "STATE"), ("operator", "OPERATOR"), ("message", "MESSAGE")]  # fmt: skip
+    columns = [
+        ("id", "EVENT"),
+        ("created_at", "TIME"),
+        ("procedure", "PROCEDURE"),
+        ("step", "STEP"),
+        ("outcome", "OUTCOME"),
+        ("to_state", "STATE"),
+        ("operator", "OPERATOR"),
+        ("message", "MESSAGE"),
+    ]
 
     def lines() -> list[str]:
         rows = [dict(e, message=str(e["message"]).split("\n")[0]) for e in events]
@@ -217,7 +289,9 @@ def audit_verify() -> None:
         report = state.app.verify()
         if not report["ok"]:
             raise ChecksFailed(f"audit log check failed: {report['problem']}", report)
-    emit(report, [f"audit log verified: {report['events_checked']} events, chain intact"])
+    emit(
+        report, [f"audit log verified: {report['events_checked']} events, chain intact"]
+    )
 
 
 main.add_command(rotation_group())

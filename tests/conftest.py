@@ -33,7 +33,13 @@ os.environ.update(
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     }
 )
-for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "KMSGUARD_DB", "KMSGUARD_REGION", "NO_COLOR"):
+for name in (
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "KMSGUARD_DB",
+    "KMSGUARD_REGION",
+    "NO_COLOR",
+):
     os.environ.pop(name, None)
 
 from moto import mock_aws  # noqa: E402
@@ -86,8 +92,16 @@ def snapshot(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
         return {}
     connection = sqlite3.connect(db_path)
     try:
-        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {t: connection.execute(f"SELECT * FROM [{t}] ORDER BY rowid").fetchall() for t in tables}
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'"
+            )
+        ]
+        return {
+            t: connection.execute(f"SELECT * FROM [{t}] ORDER BY rowid").fetchall()
+            for t in tables
+        }
     finally:
         connection.close()
 
@@ -145,7 +159,9 @@ class Cli:
         env.update(self.extra_env)
         return env
 
-    def run(self, *args: str, input_text: str | None = None, check: int | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, input_text: str | None = None, check: int | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [kmsguard_executable(), *args],
             env=self.env(),
@@ -155,7 +171,11 @@ class Cli:
             timeout=120,
         )
         if check is not None:
-            assert result.returncode == check, (result.returncode, result.stdout, result.stderr)
+            assert result.returncode == check, (
+                result.returncode,
+                result.stdout,
+                result.stderr,
+            )
         return result
 
     def json(self, *args: str, check: int | None = 0) -> dict[str, Any]:
@@ -181,18 +201,25 @@ ROTATION_PARAMS: dict[str, dict[str, Any]] = {
     "new_key": {"create": True},
     "apply_policy": {"pipeline_principal": "root", "admin_roles": []},
     "contact_support": {"ticket": "SUP-1"},
-    "confirm": {"ticket": "SUP-1", "confirmed_by": "Sam (vendor support)", "message": "switch done"},
+    "confirm": {
+        "ticket": "SUP-1",
+        "confirmed_by": "Sam (vendor support)",
+        "message": "switch done",
+    },
     "disable_old_key": {},
     "schedule_deletion": {"window_days": 30},
     "complete": {},
     "cancel": {"reason": "testing"},
 }
 ROTATION_PATH = (
-    ("started", None), ("new_key_ready", "new_key"), ("policy_applied", "apply_policy"),
-    ("support_contacted", "contact_support"), ("rotation_confirmed", "confirm"),
+    ("started", None),
+    ("new_key_ready", "new_key"),
+    ("policy_applied", "apply_policy"),
+    ("support_contacted", "contact_support"),
+    ("rotation_confirmed", "confirm"),
     ("old_key_disabled", "disable_old_key"),
     ("old_key_deletion_scheduled", "schedule_deletion"),
-)  # fmt: skip
+)
 
 
 def drive_rotation(app: App, kms: Any, state: str, env: str = "prod") -> str:

@@ -112,7 +112,11 @@ def test_every_event_names_operator(app: App, kms: Any) -> None:
     events = app.store.environment_events("prod")
 
     assert all(event.operator == "alice" for event in events)
-    assert all(event.caller_arn for event in events if event.step in ("start", "new_key", "apply_policy"))
+    assert all(
+        event.caller_arn
+        for event in events
+        if event.step in ("start", "new_key", "apply_policy")
+    )
 
 
 def test_database_file_is_private(app: App, db_path: Path) -> None:

@@ -19,39 +19,159 @@ def invoke(db_path: Path, *args: str) -> Any:
 
 
 def prepared_db(db_path: Path) -> None:
-    result = invoke(db_path, "env", "add", "prod", "--region", REGION, "--pipeline-account", PIPELINE_ACCOUNT)
+    result = invoke(
+        db_path,
+        "env",
+        "add",
+        "prod",
+        "--region",
+        REGION,
+        "--pipeline-account",
+        PIPELINE_ACCOUNT,
+    )
     assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize(
     ("args", "value"),
     [
-        (["env", "add", "qa1", "--region", REGION, "--pipeline-account", "12345678901"], "12345678901"),
-        (["env", "add", "qa1", "--region", REGION, "--pipeline-account", "1234567890123"], "1234567890123"),
-        (["env", "add", "qa1", "--region", "Europe", "--pipeline-account", PIPELINE_ACCOUNT], "Europe"),
-        (["env", "add", "Bad Name", "--region", REGION, "--pipeline-account", PIPELINE_ACCOUNT], "Bad Name"),
-        (["env", "add", "prod", "--region", REGION, "--pipeline-account", PIPELINE_ACCOUNT], "prod"),
+        (
+            [
+                "env",
+                "add",
+                "qa1",
+                "--region",
+                REGION,
+                "--pipeline-account",
+                "12345678901",
+            ],
+            "12345678901",
+        ),
+        (
+            [
+                "env",
+                "add",
+                "qa1",
+                "--region",
+                REGION,
+                "--pipeline-account",
+                "1234567890123",
+            ],
+            "1234567890123",
+        ),
+        (
+            [
+                "env",
+                "add",
+                "qa1",
+                "--region",
+                "Europe",
+                "--pipeline-account",
+                PIPELINE_ACCOUNT,
+            ],
+            "Europe",
+        ),
+        (
+            [
+                "env",
+                "add",
+                "Bad Name",
+                "--region",
+                REGION,
+                "--pipeline-account",
+                PIPELINE_ACCOUNT,
+            ],
+            "Bad Name",
+        ),
+        (
+            [
+                "env",
+                "add",
+                "prod",
+                "--region",
+                REGION,
+                "--pipeline-account",
+                PIPELINE_ACCOUNT,
+            ],
+            "prod",
+        ),
         (["env", "show", "nowhere"], "nowhere"),
         (["history", "nowhere"], "nowhere"),
         (["status", "nowhere"], "nowhere"),
         (["rotation", "start", "nowhere", "--current-key", "alias/x"], "nowhere"),
-        (["rotation", "start", "prod", "--current-key", "arn:aws:kms:eu-west-1:123:key/x"], "arn:aws:kms:eu-west-1:123:key/x"),
+        (
+            [
+                "rotation",
+                "start",
+                "prod",
+                "--current-key",
+                "arn:aws:kms:eu-west-1:123:key/x",
+            ],
+            "arn:aws:kms:eu-west-1:123:key/x",
+        ),
         (["rotation", "contact-support", "prod", "--ticket", ""], "--ticket"),
         (["rotation", "contact-support", "prod", "--ticket", "   "], "--ticket"),
-        (["rotation", "confirm", "prod", "--ticket", "", "--confirmed-by", "Sam"], "--ticket"),
-        (["rotation", "confirm", "prod", "--ticket", "SUP-1", "--confirmed-by", ""], "--confirmed-by"),
-        (["rotation", "confirm", "prod", "--ticket", "SUP-1", "--confirmed-by", "S", "--confirmed-at", "yesterday"], "yesterday"),
+        (
+            ["rotation", "confirm", "prod", "--ticket", "", "--confirmed-by", "Sam"],
+            "--ticket",
+        ),
+        (
+            ["rotation", "confirm", "prod", "--ticket", "SUP-1", "--confirmed-by", ""],
+            "--confirmed-by",
+        ),
+        (
+            [
+                "rotation",
+                "confirm",
+                "prod",
+                "--ticket",
+                "SUP-1",
+                "--confirmed-by",
+                "S",
+                "--confirmed-at",
+                "yesterday",
+            ],
+            "yesterday",
+        ),
         (["rotation", "schedule-deletion", "prod", "--window-days", "6", "--yes"], "6"),
-        (["rotation", "schedule-deletion", "prod", "--window-days", "31", "--yes"], "31"),
+        (
+            ["rotation", "schedule-deletion", "prod", "--window-days", "31", "--yes"],
+            "31",
+        ),
         (["rotation", "new-key", "prod"], "--create"),
         (["rotation", "new-key", "prod", "--create", "--key", "alias/x"], "--create"),
-        (["rotation", "new-key", "prod", "--create", "--alias", "alias/aws/nope"], "alias/aws/nope"),
-        (["rotation", "apply-policy", "prod", "--admin-role", "arn:aws:iam::1:role/x"], "arn:aws:iam::1:role/x"),
+        (
+            ["rotation", "new-key", "prod", "--create", "--alias", "alias/aws/nope"],
+            "alias/aws/nope",
+        ),
+        (
+            [
+                "rotation",
+                "apply-policy",
+                "prod",
+                "--admin-role",
+                "arn:aws:iam::1:role/x",
+            ],
+            "arn:aws:iam::1:role/x",
+        ),
         (["rotation", "cancel", "prod", "--reason", ""], "--reason"),
-        (["--region", "us-east-1", "rotation", "start", "prod", "--current-key", "alias/x"], "us-east-1"),
+        (
+            [
+                "--region",
+                "us-east-1",
+                "rotation",
+                "start",
+                "prod",
+                "--current-key",
+                "alias/x",
+            ],
+            "us-east-1",
+        ),
     ],
 )
-def test_bad_input_exits_2_and_writes_nothing(db_path: Path, args: list[str], value: str) -> None:
+def test_bad_input_exits_2_and_writes_nothing(
+    db_path: Path, args: list[str], value: str
+) -> None:
     prepared_db(db_path)
     before = snapshot(db_path)
 
@@ -73,7 +193,9 @@ def test_destructive_step_without_terminal_needs_yes(db_path: Path) -> None:
     assert snapshot(db_path) == before
 
 
-def test_bad_ticket_on_open_run_writes_nothing(app: App, kms: Any, db_path: Path) -> None:
+def test_bad_ticket_on_open_run_writes_nothing(
+    app: App, kms: Any, db_path: Path
+) -> None:
     drive_rotation(app, kms, "policy_applied")
     before = snapshot(db_path)
 

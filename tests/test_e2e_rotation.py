@@ -13,7 +13,9 @@ pytestmark = pytest.mark.e2e
 
 def current_key(cli: Cli) -> str:
     kms = cli.kms()
-    arn = kms.create_key(Description="in use", KeyUsage="ENCRYPT_DECRYPT", MultiRegion=False)["KeyMetadata"]["Arn"]
+    arn = kms.create_key(
+        Description="in use", KeyUsage="ENCRYPT_DECRYPT", MultiRegion=False
+    )["KeyMetadata"]["Arn"]
     return str(arn)
 
 
@@ -23,20 +25,44 @@ def key_state(cli: Cli, arn: str) -> str:
 
 def start_rotation(cli: Cli) -> str:
     old_key = current_key(cli)
-    cli.run("env", "add", "prod", "--region", REGION, "--pipeline-account", PIPELINE_ACCOUNT, check=0)
+    cli.run(
+        "env",
+        "add",
+        "prod",
+        "--region",
+        REGION,
+        "--pipeline-account",
+        PIPELINE_ACCOUNT,
+        check=0,
+    )
     cli.run("rotation", "start", "prod", "--current-key", old_key, check=0)
     return old_key
 
 
 def test_rotation_persists_across_processes(cli: Cli) -> None:
     old_key = start_rotation(cli)
-    created = cli.json("rotation", "new-key", "prod", "--create", "--alias", "alias/prod-next")
+    created = cli.json(
+        "rotation", "new-key", "prod", "--create", "--alias", "alias/prod-next"
+    )
     cli.run("rotation", "apply-policy", "prod", check=0)
-    contact = cli.run("rotation", "contact-support", "prod", "--ticket", "SUP-42", check=0)
+    contact = cli.run(
+        "rotation", "contact-support", "prod", "--ticket", "SUP-42", check=0
+    )
     refused = cli.json("rotation", "disable-old-key", "prod", "--yes", check=3)
-    cli.run("rotation", "confirm", "prod", "--ticket", "SUP-42", "--confirmed-by", "Sam", check=0)
+    cli.run(
+        "rotation",
+        "confirm",
+        "prod",
+        "--ticket",
+        "SUP-42",
+        "--confirmed-by",
+        "Sam",
+        check=0,
+    )
     cli.run("rotation", "disable-old-key", "prod", "--yes", check=0)
-    cli.run("rotation", "schedule-deletion", "prod", "--window-days", "7", "--yes", check=0)
+    cli.run(
+        "rotation", "schedule-deletion", "prod", "--window-days", "7", "--yes", check=0
+    )
     done = cli.json("rotation", "complete", "prod")
 
     new_key = created["new_key_arn"]
@@ -82,25 +108,51 @@ def test_racing_processes_one_wins(cli: Cli, step: str) -> None:
     cli.run("rotation", "apply-policy", "prod", check=0)
     cli.run("rotation", "contact-support", "prod", "--ticket", "SUP-1", check=0)
     if step == "confirm":
-        args = ["rotation", "confirm", "prod", "--ticket", "SUP-1", "--confirmed-by", "Sam"]
+        args = [
+            "rotation",
+            "confirm",
+            "prod",
+            "--ticket",
+            "SUP-1",
+            "--confirmed-by",
+            "Sam",
+        ]
         step_name = "confirm"
     else:
-        cli.run("rotation", "confirm", "prod", "--ticket", "SUP-1", "--confirmed-by", "Sam", check=0)
+        cli.run(
+            "rotation",
+            "confirm",
+            "prod",
+            "--ticket",
+            "SUP-1",
+            "--confirmed-by",
+            "Sam",
+            check=0,
+        )
         args = ["rotation", "disable-old-key", "prod", "--yes"]
         step_name = "disable_old_key"
     before = len(cli.json("history", "prod")["events"])
 
     processes = [
-        subprocess.Popen([kmsguard_executable(), *args], env=cli.env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [kmsguard_executable(), *args],
+            env=cli.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
-    ]  # fmt: skip
+    ]
     codes = sorted(p.wait(timeout=120) for p in processes)
 
     assert codes == [0, 3]
     events: list[dict[str, Any]] = cli.json("history", "prod")["events"][before:]
-    applied = [e for e in events if e["step"] == step_name and e["outcome"] == "applied"]
-    refused = [e for e in events if e["step"] == step_name and e["outcome"] == "refused"]
+    applied = [
+        e for e in events if e["step"] == step_name and e["outcome"] == "applied"
+    ]
+    refused = [
+        e for e in events if e["step"] == step_name and e["outcome"] == "refused"
+    ]
     assert len(applied) == 1
     assert len(refused) == 1
     cli.run("audit", "verify", check=0)

@@ -52,7 +52,9 @@ BAD_KEYS = [
 
 
 @pytest.mark.parametrize(("make_key", "guard"), BAD_KEYS, ids=[g for _, g in BAD_KEYS])
-def test_new_key_refused_for_bad_key(app: App, kms: Any, aws: Any, make_key: Any, guard: str) -> None:
+def test_new_key_refused_for_bad_key(
+    app: App, kms: Any, aws: Any, make_key: Any, guard: str
+) -> None:
     drive_rotation(app, kms, "started")
     run = app.store.open_run("prod")
     assert run is not None
@@ -93,16 +95,27 @@ def test_new_key_refused_for_other_account(app: App, kms: Any) -> None:
     from botocore.stub import Stubber
 
     drive_rotation(app, kms, "started")
-    foreign = f"arn:aws:kms:{REGION}:999988887777:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    foreign = (
+        f"arn:aws:kms:{REGION}:999988887777:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    )
     metadata = {
-        "KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "Arn": foreign,
-        "AWSAccountId": "999988887777", "KeyState": "Enabled",
-        "KeySpec": "SYMMETRIC_DEFAULT", "KeyUsage": "ENCRYPT_DECRYPT",
-        "Origin": "AWS_KMS", "KeyManager": "CUSTOMER", "MultiRegion": False,
-    }  # fmt: skip
+        "KeyId": "1234abcd-12ab-34cd-56ef-1234567890ab",
+        "Arn": foreign,
+        "AWSAccountId": "999988887777",
+        "KeyState": "Enabled",
+        "KeySpec": "SYMMETRIC_DEFAULT",
+        "KeyUsage": "ENCRYPT_DECRYPT",
+        "Origin": "AWS_KMS",
+        "KeyManager": "CUSTOMER",
+        "MultiRegion": False,
+    }
     with Stubber(kms) as stubber:
-        stubber.add_response("describe_key", {"KeyMetadata": metadata}, {"KeyId": foreign})
-        stubber.add_response("get_key_rotation_status", {"KeyRotationEnabled": True}, {"KeyId": foreign})
+        stubber.add_response(
+            "describe_key", {"KeyMetadata": metadata}, {"KeyId": foreign}
+        )
+        stubber.add_response(
+            "get_key_rotation_status", {"KeyRotationEnabled": True}, {"KeyId": foreign}
+        )
         with pytest.raises(Refused) as refused:
             app.step(ROTATION, "new_key", "prod", {"key": foreign})
 
@@ -118,7 +131,9 @@ def test_new_key_refused_for_other_account(app: App, kms: Any) -> None:
         "alias/aws/s3",
     ],
 )
-def test_malformed_key_is_invalid_and_writes_nothing(app: App, kms: Any, db_path: Path, key: str) -> None:
+def test_malformed_key_is_invalid_and_writes_nothing(
+    app: App, kms: Any, db_path: Path, key: str
+) -> None:
     drive_rotation(app, kms, "started")
     before = snapshot(db_path)
 
@@ -130,7 +145,9 @@ def test_malformed_key_is_invalid_and_writes_nothing(app: App, kms: Any, db_path
     assert snapshot(db_path) == before
 
 
-def test_unknown_key_is_invalid_and_writes_nothing(app: App, kms: Any, db_path: Path) -> None:
+def test_unknown_key_is_invalid_and_writes_nothing(
+    app: App, kms: Any, db_path: Path
+) -> None:
     drive_rotation(app, kms, "started")
     before = snapshot(db_path)
 
@@ -154,17 +171,27 @@ def test_adopted_key_without_rotation_warns(app: App, kms: Any) -> None:
 def test_created_key_has_documented_settings(app: App, kms: Any) -> None:
     drive_rotation(app, kms, "started")
 
-    result = app.step(ROTATION, "new_key", "prod", {"create": True, "alias": "alias/prod-2026"})
+    result = app.step(
+        ROTATION, "new_key", "prod", {"create": True, "alias": "alias/prod-2026"}
+    )
 
     metadata = kms.describe_key(KeyId=result.run.new_key_arn)["KeyMetadata"]
     assert metadata["KeySpec"] == "SYMMETRIC_DEFAULT"
     assert metadata["KeyUsage"] == "ENCRYPT_DECRYPT"
     assert metadata["Origin"] == "AWS_KMS"
     assert metadata["MultiRegion"] is False
-    assert kms.get_key_rotation_status(KeyId=result.run.new_key_arn)["KeyRotationEnabled"] is True
-    aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+    assert (
+        kms.get_key_rotation_status(KeyId=result.run.new_key_arn)["KeyRotationEnabled"]
+        is True
+    )
+    aliases = {
+        a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]
+    }
     assert aliases["alias/prod-2026"] == metadata["KeyId"]
-    tags = {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=metadata["KeyId"])["Tags"]}
+    tags = {
+        t["TagKey"]: t["TagValue"]
+        for t in kms.list_resource_tags(KeyId=metadata["KeyId"])["Tags"]
+    }
     assert tags["kmsguard:environment"] == "prod"
 
 

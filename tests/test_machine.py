@@ -30,7 +30,9 @@ def test_unknown_stored_state_rejected(name: str) -> None:
 def test_only_transition_into_disabled_needs_confirmation() -> None:
     rotation = PROCEDURES["rotation"]
 
-    into_disabled = [s for s in rotation.steps if s.dest == "old_key_disabled" and not s.recovery]
+    into_disabled = [
+        s for s in rotation.steps if s.dest == "old_key_disabled" and not s.recovery
+    ]
 
     assert [s.name for s in into_disabled] == ["disable_old_key"]
     assert "confirmation_recorded" in into_disabled[0].guards
@@ -39,7 +41,9 @@ def test_only_transition_into_disabled_needs_confirmation() -> None:
 def test_deletion_only_from_disabled() -> None:
     rotation = PROCEDURES["rotation"]
 
-    into_deletion = [s for s in rotation.steps if s.dest == "old_key_deletion_scheduled"]
+    into_deletion = [
+        s for s in rotation.steps if s.dest == "old_key_deletion_scheduled"
+    ]
 
     assert [s.sources for s in into_deletion] == [("old_key_disabled",)]
 
@@ -56,7 +60,10 @@ def test_fire_moves_with_guards_passed() -> None:
     rotation = PROCEDURES["rotation"]
     step = rotation.step("disable_old_key")
 
-    assert fire(rotation, "rotation_confirmed", step, {"confirmation_recorded": True}) == "old_key_disabled"
+    assert (
+        fire(rotation, "rotation_confirmed", step, {"confirmation_recorded": True})
+        == "old_key_disabled"
+    )
 
 
 def test_fire_rejects_trigger_from_wrong_state() -> None:

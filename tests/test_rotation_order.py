@@ -27,7 +27,9 @@ def non_refusal_events(app: App, run_id: int) -> list[Any]:
 
 
 @pytest.mark.parametrize(("step_name", "state"), WRONG_STATE_CASES)
-def test_step_refused_from_wrong_state(app: App, kms: Any, step_name: str, state: str) -> None:
+def test_step_refused_from_wrong_state(
+    app: App, kms: Any, step_name: str, state: str
+) -> None:
     drive_rotation(app, kms, state)
     before = app.store.open_run("prod")
     assert before is not None
@@ -49,7 +51,9 @@ def test_step_refused_from_wrong_state(app: App, kms: Any, step_name: str, state
 
 
 @pytest.mark.parametrize("step_name", [s.name for s in ROTATION.steps])
-def test_step_without_open_run_writes_nothing(app: App, db_path: Path, step_name: str) -> None:
+def test_step_without_open_run_writes_nothing(
+    app: App, db_path: Path, step_name: str
+) -> None:
     from conftest import snapshot
 
     before = snapshot(db_path)
@@ -71,8 +75,13 @@ def test_whole_rotation_reaches_completed(app: App, kms: Any) -> None:
     closed = app.store.get_run(run.id)
     assert closed.state == "completed"
     assert closed.closed_at is not None
-    assert kms.describe_key(KeyId=old_key)["KeyMetadata"]["KeyState"] == "PendingDeletion"
-    assert kms.describe_key(KeyId=closed.new_key_arn)["KeyMetadata"]["KeyState"] == "Enabled"
+    assert (
+        kms.describe_key(KeyId=old_key)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    )
+    assert (
+        kms.describe_key(KeyId=closed.new_key_arn)["KeyMetadata"]["KeyState"]
+        == "Enabled"
+    )
     assert app.verify()["ok"] is True
 
 
@@ -111,7 +120,9 @@ def test_confirm_refused_for_other_ticket(app: App, kms: Any) -> None:
     assert run is not None
 
     with pytest.raises(Refused) as refused:
-        app.step(ROTATION, "confirm", "prod", {"ticket": "SUP-999", "confirmed_by": "Sam"})
+        app.step(
+            ROTATION, "confirm", "prod", {"ticket": "SUP-999", "confirmed_by": "Sam"}
+        )
 
     assert [r.guard for r in refused.value.unmet] == ["ticket_matches"]
     assert "SUP-1" in refused.value.unmet[0].reason
@@ -131,9 +142,14 @@ def test_disable_guard_rejects_confirmation_before_contact(app: App, kms: Any) -
     app.store.compare_and_set(
         run,
         RunChange(state="rotation_confirmed", updates={"contacted_at": utc_now()}),
-        NewEvent(step="test_recontact", outcome="recorded", operator="test",
-                 from_state="rotation_confirmed", to_state="rotation_confirmed"),
-    )  # fmt: skip
+        NewEvent(
+            step="test_recontact",
+            outcome="recorded",
+            operator="test",
+            from_state="rotation_confirmed",
+            to_state="rotation_confirmed",
+        ),
+    )
 
     with pytest.raises(Refused) as refused:
         app.step(ROTATION, "disable_old_key", "prod", {})

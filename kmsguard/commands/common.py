@@ -76,11 +76,24 @@ def handle_errors() -> Iterator[None]:
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[str]:
     """Render rows as an aligned text table with a header."""
     header = [title for _, title in columns]
-    body = [["" if row.get(key) is None else str(row.get(key)) for key, _ in columns] for row in rows]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True)).rstrip()]
+    body = [
+        ["" if row.get(key) is None else str(row.get(key)) for key, _ in columns]
+        for row in rows
+    ]
+    widths = [
+        max(len(cell) for cell in column) for column in zip(header, *body, strict=True)
+    ]
+    lines = [
+        "  ".join(
+            cell.ljust(width) for cell, width in zip(header, widths, strict=True)
+        ).rstrip()
+    ]
     for cells in body:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip())
+        lines.append(
+            "  ".join(
+                cell.ljust(width) for cell, width in zip(cells, widths, strict=True)
+            ).rstrip()
+        )
     return lines
 
 
@@ -100,6 +113,8 @@ def confirm_destructive(yes: bool, what: str) -> Callable[[Any], bool] | None:
 
     def ask(ctx: Any) -> bool:
         key = ctx.target_key() if ctx.run is not None else "the key"
-        return click.confirm(f"{what}: key {key} in {ctx.env_name}. Continue?", default=False, err=True)
+        return click.confirm(
+            f"{what}: key {key} in {ctx.env_name}. Continue?", default=False, err=True
+        )
 
     return ask

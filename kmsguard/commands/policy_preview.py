@@ -8,7 +8,13 @@ from kmsguard.commands.common import State, emit
 from kmsguard.workflow.procedure import Procedure, Step
 
 
-def preview(state: State, procedure: Procedure, step: Step, environment: str, params: dict[str, Any]) -> None:
+def preview(
+    state: State,
+    procedure: Procedure,
+    step: Step,
+    environment: str,
+    params: dict[str, Any],
+) -> None:
     from kmsguard.workflow import policy
 
     state.app.check_region(environment)
@@ -31,7 +37,9 @@ def preview(state: State, procedure: Procedure, step: Step, environment: str, pa
         text.append("diff against the key's current policy:")
         text.append(str(data["diff"]) or "(no change)")
         for finding in findings:
-            text.append(f"{finding['severity']}: {finding['statement']}: {finding['message']} (fix: {finding['fix']})")
+            text.append(
+                f"{finding['severity']}: {finding['statement']}: {finding['message']} (fix: {finding['fix']})"
+            )
         return text
 
     emit(data, lines)

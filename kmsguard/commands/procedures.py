@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from kmsguard.commands.common import confirm_destructive, emit, get_state, handle_errors, style
+from kmsguard.commands.common import (
+    confirm_destructive,
+    emit,
+    get_state,
+    handle_errors,
+    style,
+)
 from kmsguard.workflow.engine import StepResult
 from kmsguard.workflow.procedure import Procedure, Step
 
@@ -20,9 +26,17 @@ WINDOW_DAYS = click.option(
     show_default=True,
     help="Waiting period before AWS deletes the key, in days (7 to 30).",
 )
-YES = click.option("--yes", is_flag=True, help="Confirm this key change without a prompt.")
-TICKET = click.option("--ticket", required=True, help="Support ticket ID, for example SUP-1234.")
-REASON = click.option("--reason", required=True, help="Why the run is cancelled; recorded in the audit log.")
+YES = click.option(
+    "--yes", is_flag=True, help="Confirm this key change without a prompt."
+)
+TICKET = click.option(
+    "--ticket", required=True, help="Support ticket ID, for example SUP-1234."
+)
+REASON = click.option(
+    "--reason",
+    required=True,
+    help="Why the run is cancelled; recorded in the audit log.",
+)
 ACCEPT_RISK = click.option(
     "--accept-risk",
     metavar="REASON",
@@ -31,8 +45,14 @@ ACCEPT_RISK = click.option(
 )
 CONFIRM_OPTIONS: list[Decorator] = [
     TICKET,
-    click.option("--confirmed-by", required=True, help="Name of the support engineer who confirmed."),
-    click.option("--message", default="", help="Support's words, as written in the ticket."),
+    click.option(
+        "--confirmed-by",
+        required=True,
+        help="Name of the support engineer who confirmed.",
+    ),
+    click.option(
+        "--message", default="", help="Support's words, as written in the ticket."
+    ),
     click.option(
         "--confirmed-at",
         metavar="TIME",
@@ -40,9 +60,19 @@ CONFIRM_OPTIONS: list[Decorator] = [
     ),
 ]
 NEW_KEY_OPTIONS: list[Decorator] = [
-    click.option("--create", is_flag=True, help="Create the key with the documented settings."),
-    click.option("--alias", metavar="NAME", help="Alias for the created key, for example alias/pipeline-2026."),
-    click.option("--key", metavar="KEY", help="Adopt an existing key: key ID, alias name, alias ARN or key ARN."),
+    click.option(
+        "--create", is_flag=True, help="Create the key with the documented settings."
+    ),
+    click.option(
+        "--alias",
+        metavar="NAME",
+        help="Alias for the created key, for example alias/pipeline-2026.",
+    ),
+    click.option(
+        "--key",
+        metavar="KEY",
+        help="Adopt an existing key: key ID, alias name, alias ARN or key ARN.",
+    ),
 ]
 POLICY_OPTIONS: list[Decorator] = [
     click.option(
@@ -59,7 +89,9 @@ POLICY_OPTIONS: list[Decorator] = [
         show_default=True,
         help="Grant the pipeline account's root, or only its documented roles.",
     ),
-    click.option("--dry-run", is_flag=True, help="Show the policy and its diff; change nothing."),
+    click.option(
+        "--dry-run", is_flag=True, help="Show the policy and its diff; change nothing."
+    ),
 ]
 
 
@@ -67,7 +99,10 @@ def render_result(result: StepResult, procedure: Procedure) -> None:
     def lines() -> list[str]:
         run = result.run
         text = [
-            style(f"{procedure.name} {result.event.step}: applied", fg="green")
+            style(
+                f"{procedure.name} {procedure.step(result.event.step).command}: applied",
+                fg="green",
+            )
             + f" ({result.event.from_state or 'new run'} -> {run.state})"
         ]
         for event in result.reconciled:
@@ -82,7 +117,9 @@ def render_result(result: StepResult, procedure: Procedure) -> None:
     emit(result.to_dict(), lines)
 
 
-def step_command(procedure: Procedure, step: Step, options: list[Decorator], help_text: str) -> click.Command:
+def step_command(
+    procedure: Procedure, step: Step, options: list[Decorator], help_text: str
+) -> click.Command:
     """Build the click command that runs one step of a procedure."""
 
     def callback(environment: str, **params: Any) -> None:
@@ -90,7 +127,9 @@ def step_command(procedure: Procedure, step: Step, options: list[Decorator], hel
         with handle_errors():
             confirm = None
             if step.destructive:
-                confirm = confirm_destructive(bool(params.pop("yes", False)), f"{procedure.name} {step.command}")
+                confirm = confirm_destructive(
+                    bool(params.pop("yes", False)), f"{procedure.name} {step.command}"
+                )
             if params.pop("dry_run", False):
                 from kmsguard.commands.policy_preview import preview
 
@@ -99,7 +138,9 @@ def step_command(procedure: Procedure, step: Step, options: list[Decorator], hel
             if step is procedure.start:
                 result = state.app.start(procedure, environment, params)
             else:
-                result = state.app.step(procedure, step.name, environment, params, confirm)
+                result = state.app.step(
+                    procedure, step.name, environment, params, confirm
+                )
             render_result(result, procedure)
 
     command = click.Command(
@@ -116,7 +157,11 @@ def step_command(procedure: Procedure, step: Step, options: list[Decorator], hel
     return command
 
 
-def procedure_group(procedure: Procedure, commands: dict[str, tuple[list[Decorator], str]], help_text: str) -> click.Group:
+def procedure_group(
+    procedure: Procedure,
+    commands: dict[str, tuple[list[Decorator], str]],
+    help_text: str,
+) -> click.Group:
     """Build a group with one command per step listed in `commands`."""
     group = click.Group(name=procedure.name, help=help_text)
     for step in (procedure.start, *procedure.steps):
@@ -132,17 +177,47 @@ def rotation_group() -> click.Group:
 
     commands: dict[str, tuple[list[Decorator], str]] = {
         "start": (
-            [click.option("--current-key", "key", required=True, metavar="KEY",
-                          help="The key the pipeline uses now: key ID, alias or ARN.")],
+            [
+                click.option(
+                    "--current-key",
+                    "key",
+                    required=True,
+                    metavar="KEY",
+                    help="The key the pipeline uses now: key ID, alias or ARN.",
+                )
+            ],
             "Open a rotation run, recording the current key.\n\nThe key must exist, be Enabled and be in the environment's region.",
-        ),  # fmt: skip
-        "new_key": (NEW_KEY_OPTIONS, "Create the new key, or adopt one with --key.\n\nThe key must be symmetric, for encrypt and decrypt, with KMS key material, single-Region, Enabled, customer managed, in the environment's region and owned by your account."),
-        "apply_policy": (POLICY_OPTIONS, "Apply the key policy that lets the pipeline account use the new key.\n\nThe current policy is backed up first, and the applied policy is read back and checked."),
-        "contact_support": ([TICKET], "Record the support ticket and print the request to send."),
-        "confirm": (CONFIRM_OPTIONS, "Record support's confirmation that the switch is complete."),
-        "disable_old_key": ([ACCEPT_RISK], "Disable the old key, only after support's confirmation."),
-        "schedule_deletion": ([WINDOW_DAYS, ACCEPT_RISK], "Schedule deletion of the old key, only after it is disabled."),
-        "complete": ([], "Close the run once the old key is disabled or scheduled for deletion."),
+        ),
+        "new_key": (
+            NEW_KEY_OPTIONS,
+            "Create the new key, or adopt one with --key.\n\nThe key must be symmetric, for encrypt and decrypt, with KMS key material, single-Region, Enabled, customer managed, in the environment's region and owned by your account.",
+        ),
+        "apply_policy": (
+            POLICY_OPTIONS,
+            "Apply the key policy that lets the pipeline account use the new key.\n\nThe current policy is backed up first, and the applied policy is read back and checked.",
+        ),
+        "contact_support": (
+            [TICKET],
+            "Record the support ticket and print the request to send.",
+        ),
+        "confirm": (
+            CONFIRM_OPTIONS,
+            "Record support's confirmation that the switch is complete.",
+        ),
+        "disable_old_key": (
+            [ACCEPT_RISK],
+            "Disable the old key, only after support's confirmation.",
+        ),
+        "schedule_deletion": (
+            [WINDOW_DAYS, ACCEPT_RISK],
+            "Schedule deletion of the old key, only after it is disabled.",
+        ),
+        "complete": (
+            [],
+            "Close the run once the old key is disabled or scheduled for deletion.",
+        ),
         "cancel": ([REASON], "Cancel the run; allowed before the old key is disabled."),
     }
-    return procedure_group(ROTATION, commands, "Rotate the pipeline from the current key to a new one.")
+    return procedure_group(
+        ROTATION, commands, "Rotate the pipeline from the current key to a new one."
+    )

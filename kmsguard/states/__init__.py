@@ -3,4 +3,6 @@
 from kmsguard.states.rotation import ROTATION
 from kmsguard.workflow.procedure import Procedure
 
-PROCEDURES: dict[str, Procedure] = {procedure.name: procedure for procedure in (ROTATION,)}
+PROCEDURES: dict[str, Procedure] = {
+    procedure.name: procedure for procedure in (ROTATION,)
+}

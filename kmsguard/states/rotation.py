@@ -8,15 +8,23 @@ and scheduled for deletion only after it is disabled.
 from kmsguard.workflow.procedure import Procedure, Step
 
 BEFORE_DISABLE = (
-    "started", "new_key_ready", "policy_applied", "support_contacted",
+    "started",
+    "new_key_ready",
+    "policy_applied",
+    "support_contacted",
     "rotation_confirmed",
-)  # fmt: skip
+)
 
 ROTATION = Procedure(
     name="rotation",
     title="Rotating to a new key",
-    states=(*BEFORE_DISABLE, "old_key_disabled", "old_key_deletion_scheduled",
-            "completed", "cancelled"),  # fmt: skip
+    states=(
+        *BEFORE_DISABLE,
+        "old_key_disabled",
+        "old_key_deletion_scheduled",
+        "completed",
+        "cancelled",
+    ),
     start=Step(
         name="start",
         command="start",
@@ -34,10 +42,16 @@ ROTATION = Procedure(
             dest="new_key_ready",
             handler="new_key",
             guards=(
-                "key_spec", "key_usage", "key_origin", "key_single_region",
-                "key_region", "key_enabled", "key_customer_managed", "key_owner",
+                "key_spec",
+                "key_usage",
+                "key_origin",
+                "key_single_region",
+                "key_region",
+                "key_enabled",
+                "key_customer_managed",
+                "key_owner",
                 "key_not_current",
-            ),  # fmt: skip
+            ),
             usage="--create",
             target="new",
         ),
@@ -109,7 +123,9 @@ ROTATION = Procedure(
     waiting_state="support_contacted",
     key_retired_states=("old_key_disabled", "old_key_deletion_scheduled"),
     confirmed_states=(
-        "rotation_confirmed", "old_key_disabled", "old_key_deletion_scheduled",
+        "rotation_confirmed",
+        "old_key_disabled",
+        "old_key_deletion_scheduled",
         "completed",
-    ),  # fmt: skip
+    ),
 )

@@ -70,7 +70,9 @@ class App:
 
     # Environments
 
-    def add_environment(self, name: str, region: str, pipeline_account: str) -> Environment:
+    def add_environment(
+        self, name: str, region: str, pipeline_account: str
+    ) -> Environment:
         environment = Environment(
             name=validate_environment_name(name),
             region=validate_region(region),
@@ -80,9 +82,12 @@ class App:
             created_by=self.settings.operator,
         )
         event = NewEvent(
-            step="env_add", outcome="recorded", operator=self.settings.operator,
-            message=f"environment {name} added", evidence=environment.to_dict(),
-        )  # fmt: skip
+            step="env_add",
+            outcome="recorded",
+            operator=self.settings.operator,
+            message=f"environment {name} added",
+            evidence=environment.to_dict(),
+        )
         self.store.add_environment(environment, event)
         log.info("added environment %s by %s", name, self.settings.operator)
         return environment
@@ -105,7 +110,9 @@ class App:
                 "use the environment's region, so drop --region (or AWS_REGION)"
             )
 
-    def start(self, procedure: Procedure, environment: str, params: dict[str, Any]) -> StepResult:
+    def start(
+        self, procedure: Procedure, environment: str, params: dict[str, Any]
+    ) -> StepResult:
         self.check_region(environment)
         return self.engine.start(procedure, environment, params)
 

@@ -149,7 +149,9 @@ class AwsSession:
         except (ClientError, BotoCoreError) as exc:
             raise describe_error(exc, action, target) from exc
 
-    def caller_identity(self, region: str, profile: str | None = None) -> dict[str, str]:
+    def caller_identity(
+        self, region: str, profile: str | None = None
+    ) -> dict[str, str]:
         """Return STS GetCallerIdentity (Account, Arn), cached per profile."""
         use_profile = profile or self.settings.profile
         if use_profile not in self._caller:
@@ -262,7 +264,10 @@ class Kms:
 
         if metadata.get("KeySpec") != "SYMMETRIC_DEFAULT":
             return None
-        if metadata.get("KeyManager") != "CUSTOMER" or metadata.get("Origin") != "AWS_KMS":
+        if (
+            metadata.get("KeyManager") != "CUSTOMER"
+            or metadata.get("Origin") != "AWS_KMS"
+        ):
             return None
         try:
             answer = self.client.get_key_rotation_status(KeyId=metadata["Arn"])
@@ -277,7 +282,8 @@ class Kms:
             for page in paginator.paginate():
                 for entry in page.get("Aliases", []):
                     if entry.get("AliasName") == alias:
-                        return entry.get("TargetKeyId")
+                        target = entry.get("TargetKeyId")
+                        return str(target) if target else None
         return None
 
     def find_key_by_tag(self, tag_key: str, tag_value: str) -> str | None:
@@ -309,7 +315,9 @@ class Kms:
 
     def create_alias(self, alias: str, key_arn: str) -> None:
         with self.aws.calling("kms:CreateAlias", alias):
-            self.client.create_alias(AliasName=alias, TargetKeyId=key_id_from_arn(key_arn))
+            self.client.create_alias(
+                AliasName=alias, TargetKeyId=key_id_from_arn(key_arn)
+            )
         log.info("created alias %s for key %s", alias, key_arn)
 
     def enable_key_rotation(self, key_arn: str) -> None:

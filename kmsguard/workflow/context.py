@@ -72,7 +72,11 @@ class StepContext:
     def target_key(self) -> str:
         """Return the ARN of the key this step acts on."""
         assert self.run is not None
-        arn = self.run.new_key_arn if self.step.target == "new" else self.run.current_key_arn
+        arn = (
+            self.run.new_key_arn
+            if self.step.target == "new"
+            else self.run.current_key_arn
+        )
         if not arn:
             raise KeyError(f"run {self.run.id} has no {self.step.target} key")
         return arn

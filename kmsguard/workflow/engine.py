@@ -88,7 +88,9 @@ class Engine:
 
     # Public entry points
 
-    def start(self, procedure: Procedure, env_name: str, params: dict[str, Any]) -> StepResult:
+    def start(
+        self, procedure: Procedure, env_name: str, params: dict[str, Any]
+    ) -> StepResult:
         """Open a new run of a procedure for an environment."""
         ctx = self._context(procedure, procedure.start, env_name, None, params)
         handler = self._handler(procedure.start)
@@ -105,10 +107,19 @@ class Engine:
         outcome = handler.execute(ctx)
         change = self._change(procedure.initial, outcome)
         run, event = self.store.create_run(
-            env_name, procedure.name, procedure.initial, change,
+            env_name,
+            procedure.name,
+            procedure.initial,
+            change,
             self._event(ctx, outcome, "applied", None, procedure.initial),
-        )  # fmt: skip
-        log.info("started %s run %d for %s by %s", procedure.name, run.id, env_name, self.operator)
+        )
+        log.info(
+            "started %s run %d for %s by %s",
+            procedure.name,
+            run.id,
+            env_name,
+            self.operator,
+        )
         return self._result(procedure, run, event, outcome)
 
     def step(
@@ -138,13 +149,19 @@ class Engine:
         handler.prepare(ctx)
         overridden = self._check_guards(ctx, record=True)
         if confirm is not None and not confirm(ctx):
-            raise Aborted(f"{procedure.name} {step.command} for {env_name!r} not confirmed; nothing was changed")
+            raise Aborted(
+                f"{procedure.name} {step.command} for {env_name!r} not confirmed; nothing was changed"
+            )
         result = self._apply(ctx, handler, overridden)
         result.reconciled = reconciled
         return result
 
     def preview(
-        self, procedure: Procedure, step_name: str, env_name: str, params: dict[str, Any]
+        self,
+        procedure: Procedure,
+        step_name: str,
+        env_name: str,
+        params: dict[str, Any],
     ) -> StepContext:
         """Validate and prepare a step and evaluate its guards, writing nothing."""
         step = procedure.step(step_name)
@@ -155,9 +172,15 @@ class Engine:
         if ctx.run.state not in step.sources:
             raise Refused(
                 f"{procedure.name} {step.command} cannot run in state {ctx.run.state}",
-                [GuardResult("state_order", False, f"the run is in state {ctx.run.state}",
-                             self._next_hint(procedure, ctx.run))],
-            )  # fmt: skip
+                [
+                    GuardResult(
+                        "state_order",
+                        False,
+                        f"the run is in state {ctx.run.state}",
+                        self._next_hint(procedure, ctx.run),
+                    )
+                ],
+            )
         handler.prepare(ctx)
         ctx.facts["guard_results"] = [_guards()[name](ctx) for name in step.guards]
         return ctx
@@ -165,15 +188,24 @@ class Engine:
     # Loading and integrity
 
     def _context(
-        self, procedure: Procedure, step: Step, env_name: str, run: Run | None,
+        self,
+        procedure: Procedure,
+        step: Step,
+        env_name: str,
+        run: Run | None,
         params: dict[str, Any],
-    ) -> StepContext:  # fmt: skip
+    ) -> StepContext:
         environment = self.get_environment(env_name)
         return StepContext(
-            store=self.store, aws_factory=self.aws_factory, environment=environment,
-            procedure=procedure, step=step, run=run, operator=self.operator,
+            store=self.store,
+            aws_factory=self.aws_factory,
+            environment=environment,
+            procedure=procedure,
+            step=step,
+            run=run,
+            operator=self.operator,
             params=params,
-        )  # fmt: skip
+        )
 
     def get_environment(self, env_name: str) -> Environment:
         environment = self.store.get_environment(env_name)
@@ -186,23 +218,39 @@ class Engine:
         return environment
 
     def _load_run(self, procedure: Procedure, step: Step, env_name: str) -> Run:
-        run = self._find_recoverable(env_name) if step.recovery else self.store.open_run(env_name)
+        run = (
+            self._find_recoverable(env_name)
+            if step.recovery
+            else self.store.open_run(env_name)
+        )
         if run is None:
             raise Refused(
                 f"{env_name!r} has no open {procedure.name} run, so `{step.command}` "
                 f"cannot run; start one with `{procedure.command_for(procedure.start, env_name)}`",
-                [GuardResult("open_run", False, "no open run",
-                             procedure.command_for(procedure.start, env_name))],
-            )  # fmt: skip
+                [
+                    GuardResult(
+                        "open_run",
+                        False,
+                        "no open run",
+                        procedure.command_for(procedure.start, env_name),
+                    )
+                ],
+            )
         self.check_integrity(run)
         if run.procedure != procedure.name:
             raise Refused(
                 f"{env_name!r} has an open {run.procedure} run in state {run.state}, "
                 f"not a {procedure.name} run; use `kmsguard {run.procedure} ...` or "
                 f"cancel it with `kmsguard {run.procedure} cancel {env_name} --reason TEXT`",
-                [GuardResult("procedure", False, f"open run is a {run.procedure} run",
-                             f"kmsguard status {env_name}")],
-            )  # fmt: skip
+                [
+                    GuardResult(
+                        "procedure",
+                        False,
+                        f"open run is a {run.procedure} run",
+                        f"kmsguard status {env_name}",
+                    )
+                ],
+            )
         return run
 
     def _find_recoverable(self, env_name: str) -> Run | None:
@@ -225,7 +273,9 @@ class Engine:
                 "Run `kmsguard audit verify`"
             )
         self.store.check_run_head(run)
-        if run.state in procedure.confirmed_states and not self.store.confirmations(run.id):
+        if run.state in procedure.confirmed_states and not self.store.confirmations(
+            run.id
+        ):
             raise IntegrityError(
                 f"run {run.id} of {run.environment!r} is in state {run.state}, which "
                 "needs a recorded support confirmation, but none exists; writes to it "
@@ -237,7 +287,9 @@ class Engine:
     def _check_order(self, ctx: StepContext) -> None:
         assert ctx.run is not None
         state = ctx.run.state
-        if state in ctx.step.sources and ctx.step.name in machine.valid_triggers(ctx.procedure, state):
+        if state in ctx.step.sources and ctx.step.name in machine.valid_triggers(
+            ctx.procedure, state
+        ):
             return
         result = GuardResult(
             "state_order",
@@ -253,8 +305,12 @@ class Engine:
 
         results = [GUARDS[name](ctx) for name in ctx.step.guards]
         accept_risk = (ctx.params.get("accept_risk") or "").strip()
-        unmet = [r for r in results if not r.passed and not (r.overridable and accept_risk)]
-        overridden = [r for r in results if not r.passed and r.overridable and accept_risk]
+        unmet = [
+            r for r in results if not r.passed and not (r.overridable and accept_risk)
+        ]
+        overridden = [
+            r for r in results if not r.passed and r.overridable and accept_risk
+        ]
         ctx.facts["guard_results"] = results
         if unmet:
             if record:
@@ -262,22 +318,38 @@ class Engine:
             raise Refused(self._refusal_message(ctx, unmet), unmet)
         return overridden
 
-    def _refuse(self, ctx: StepContext, unmet: list[GuardResult], results: list[GuardResult]) -> None:
+    def _refuse(
+        self, ctx: StepContext, unmet: list[GuardResult], results: list[GuardResult]
+    ) -> None:
         assert ctx.run is not None
         event = NewEvent(
-            step=ctx.step.name, outcome="refused", operator=ctx.operator,
-            from_state=ctx.run.state, to_state=ctx.run.state, caller_arn=ctx.caller_arn,
+            step=ctx.step.name,
+            outcome="refused",
+            operator=ctx.operator,
+            from_state=ctx.run.state,
+            to_state=ctx.run.state,
+            caller_arn=ctx.caller_arn,
             message=self._refusal_message(ctx, unmet),
-            evidence={"guards": [r.to_dict() for r in results], **self._facts_evidence(ctx)},
-        )  # fmt: skip
+            evidence={
+                "guards": [r.to_dict() for r in results],
+                **self._facts_evidence(ctx),
+            },
+        )
         self.store.append_event(ctx.run, ctx.env_name, event)
-        log.info("refused %s on run %d: %s", ctx.step.name, ctx.run.id, [r.guard for r in unmet])
+        log.info(
+            "refused %s on run %d: %s",
+            ctx.step.name,
+            ctx.run.id,
+            [r.guard for r in unmet],
+        )
         raise Refused(self._refusal_message(ctx, unmet), unmet)
 
     @staticmethod
     def _refusal_message(ctx: StepContext, unmet: list[GuardResult]) -> str:
         state = ctx.run.state if ctx.run else "(no run)"
-        lines = [f"{ctx.procedure.name} {ctx.step.command} refused for {ctx.env_name!r} in state {state}:"]
+        lines = [
+            f"{ctx.procedure.name} {ctx.step.command} refused for {ctx.env_name!r} in state {state}:"
+        ]
         for result in unmet:
             line = f"  - {result.guard}: {result.reason}"
             if result.next:
@@ -292,7 +364,9 @@ class Engine:
 
     # Applying
 
-    def _apply(self, ctx: StepContext, handler: Any, overridden: list[GuardResult]) -> StepResult:
+    def _apply(
+        self, ctx: StepContext, handler: Any, overridden: list[GuardResult]
+    ) -> StepResult:
         assert ctx.run is not None
         run = ctx.run
         intent = handler.intent(ctx)
@@ -318,10 +392,15 @@ class Engine:
         evidence = dict(intent)
         evidence.update({"pid": os.getpid(), "host": socket.gethostname()})
         event = NewEvent(
-            step=ctx.step.name, outcome="intent", operator=ctx.operator,
-            from_state=ctx.run.state, to_state=ctx.run.state, caller_arn=ctx.caller_arn,
-            message=f"about to {ctx.step.command}", evidence=evidence,
-        )  # fmt: skip
+            step=ctx.step.name,
+            outcome="intent",
+            operator=ctx.operator,
+            from_state=ctx.run.state,
+            to_state=ctx.run.state,
+            caller_arn=ctx.caller_arn,
+            message=f"about to {ctx.step.command}",
+            evidence=evidence,
+        )
         change = RunChange(state=ctx.run.state, pending_intent=True)
         run, _ = self._compare_and_set(ctx, ctx.run, change, event)
         return run
@@ -335,56 +414,97 @@ class Engine:
         except Conflict as conflict:
             current = self.store.get_run(run.id)
             lost = NewEvent(
-                step=ctx.step.name, outcome="refused", operator=ctx.operator,
-                from_state=current.state, to_state=current.state,
-                caller_arn=ctx.caller_arn, message=str(conflict),
-                evidence={"guards": [{"guard": "run_version", "passed": False,
-                                      "reason": str(conflict), "next": ""}]},
-            )  # fmt: skip
+                step=ctx.step.name,
+                outcome="refused",
+                operator=ctx.operator,
+                from_state=current.state,
+                to_state=current.state,
+                caller_arn=ctx.caller_arn,
+                message=str(conflict),
+                evidence={
+                    "guards": [
+                        {
+                            "guard": "run_version",
+                            "passed": False,
+                            "reason": str(conflict),
+                            "next": "",
+                        }
+                    ]
+                },
+            )
             self.store.append_event(current, ctx.env_name, lost)
             raise
 
     def _record_failure(self, ctx: StepContext, run: Run, message: str) -> None:
         event = NewEvent(
-            step=ctx.step.name, outcome="failed", operator=ctx.operator,
-            from_state=run.state, to_state=run.state, caller_arn=ctx.caller_arn,
-            message=message, resolves=run.pending_intent_id,
-        )  # fmt: skip
+            step=ctx.step.name,
+            outcome="failed",
+            operator=ctx.operator,
+            from_state=run.state,
+            to_state=run.state,
+            caller_arn=ctx.caller_arn,
+            message=message,
+            resolves=run.pending_intent_id,
+        )
         self.store.compare_and_set(run, RunChange(state=run.state), event)
         log.info("step %s failed on run %d: %s", ctx.step.name, run.id, message)
 
     def _commit(
         self, ctx: StepContext, run: Run, outcome: Outcome, resolves: int | None
     ) -> StepResult:
-        results = {r.guard: r.passed or r.overridable for r in ctx.facts.get("guard_results", [])}
+        results = {
+            r.guard: r.passed or r.overridable
+            for r in ctx.facts.get("guard_results", [])
+        }
         dest = machine.fire(ctx.procedure, run.state, ctx.step, results)
         change = self._change(dest, outcome, close=dest in TERMINAL_STATES)
         event = self._event(ctx, outcome, "applied", run.state, dest, resolves)
         run, stored = self._compare_and_set(ctx, run, change, event)
         log.info(
             "applied %s on run %d (%s -> %s) by %s",
-            ctx.step.name, run.id, event.from_state, dest, ctx.operator,
-        )  # fmt: skip
+            ctx.step.name,
+            run.id,
+            event.from_state,
+            dest,
+            ctx.operator,
+        )
         return self._result(ctx.procedure, run, stored, outcome)
 
     def _change(self, dest: str, outcome: Outcome, close: bool = False) -> RunChange:
         return RunChange(
-            state=dest, updates=outcome.updates, data_updates=outcome.data_updates,
-            close=close, reopen=not close and dest not in TERMINAL_STATES,
-            confirmation=outcome.confirmation, backups=outcome.backups,
-        )  # fmt: skip
+            state=dest,
+            updates=outcome.updates,
+            data_updates=outcome.data_updates,
+            close=close,
+            reopen=not close and dest not in TERMINAL_STATES,
+            confirmation=outcome.confirmation,
+            backups=outcome.backups,
+        )
 
     def _event(
-        self, ctx: StepContext, outcome: Outcome, result: str, source: str | None,
-        dest: str, resolves: int | None = None,
-    ) -> NewEvent:  # fmt: skip
+        self,
+        ctx: StepContext,
+        outcome: Outcome,
+        result: str,
+        source: str | None,
+        dest: str,
+        resolves: int | None = None,
+    ) -> NewEvent:
         return NewEvent(
-            step=ctx.step.name, outcome=result, operator=ctx.operator,
-            from_state=source, to_state=dest, caller_arn=ctx.caller_arn,
-            message=outcome.message, evidence=outcome.evidence, resolves=resolves,
-        )  # fmt: skip
+            step=ctx.step.name,
+            outcome=result,
+            operator=ctx.operator,
+            from_state=source,
+            to_state=dest,
+            caller_arn=ctx.caller_arn,
+            message=outcome.message,
+            evidence=outcome.evidence,
+            resolves=resolves,
+        )
 
-    def _result(self, procedure: Procedure, run: Run, event: Event, outcome: Outcome) -> StepResult:
+    def _result(
+        self, procedure: Procedure, run: Run, event: Event, outcome: Outcome
+    ) -> StepResult:
         hint = self._next_hint(procedure, run)
         return StepResult(run, event, outcome, [hint] if hint else [])
 
@@ -393,7 +513,10 @@ class Engine:
         steps = [s for s in procedure.steps_from(run.state) if not s.recovery]
         if not steps:
             return ""
-        return procedure.command_for(steps[0], run.environment)
+        command = procedure.command_for(steps[0], run.environment)
+        if run.ticket_id:
+            command = command.replace("--ticket ID", f"--ticket {run.ticket_id}")
+        return command
 
     def next_command(self, run: Run) -> str:
         from kmsguard.states import PROCEDURES
@@ -419,7 +542,9 @@ class Engine:
             self._refuse_busy(ctx, busy)
             raise
         step = procedure.step(intent.step)
-        intent_ctx = self._context(procedure, step, ctx.env_name, run, dict(intent.evidence.get("params", {})))
+        intent_ctx = self._context(
+            procedure, step, ctx.env_name, run, dict(intent.evidence.get("params", {}))
+        )
         outcome = self._handler(step).reconcile(intent_ctx, intent)
         if outcome is None:
             message = f"reconciled: the interrupted {step.command} did not take effect"
@@ -427,7 +552,8 @@ class Engine:
             return [self.store.run_events(run.id)[-1]]
         outcome.message = f"reconciled: the interrupted {step.command} took effect"
         intent_ctx.facts["guard_results"] = [
-            GuardResult(name, True, "checked before the intent was recorded") for name in step.guards
+            GuardResult(name, True, "checked before the intent was recorded")
+            for name in step.guards
         ]
         result = self._commit(intent_ctx, run, outcome, resolves=intent.id)
         return [result.event]
@@ -435,10 +561,14 @@ class Engine:
     def _refuse_busy(self, ctx: StepContext, busy: Conflict) -> None:
         assert ctx.run is not None
         event = NewEvent(
-            step=ctx.step.name, outcome="refused", operator=ctx.operator,
-            from_state=ctx.run.state, to_state=ctx.run.state, message=str(busy),
+            step=ctx.step.name,
+            outcome="refused",
+            operator=ctx.operator,
+            from_state=ctx.run.state,
+            to_state=ctx.run.state,
+            message=str(busy),
             evidence={"guards": [r.to_dict() for r in busy.unmet]},
-        )  # fmt: skip
+        )
         self.store.append_event(ctx.run, ctx.env_name, event)
 
     @staticmethod
@@ -462,7 +592,7 @@ class Engine:
         return HANDLERS[step.handler]
 
 
-def _guards() -> dict[str, Any]:  # noqa: N802
+def _guards() -> dict[str, Any]:
     from kmsguard.workflow.guards import GUARDS
 
     return GUARDS

@@ -19,13 +19,20 @@ def _key_guard(name: str) -> Guard:
         if facts is None:
             # The key does not exist yet: kmsguard creates it with the
             # documented settings and checks it again after CreateKey.
-            return GuardResult(name, True, "kmsguard creates the key with the documented settings")
+            return GuardResult(
+                name, True, "kmsguard creates the key with the documented settings"
+            )
         assert isinstance(facts, KeyFacts)
         check = run_key_check(name, facts, key_expectations(ctx))
         next_command = ""
         if not check.passed:
             next_command = ctx.command(ctx.step.name)
-        return GuardResult(name, check.passed, check.reason if check.passed else f"{check.reason}; {check.fix}", next_command)
+        return GuardResult(
+            name,
+            check.passed,
+            check.reason if check.passed else f"{check.reason}; {check.fix}",
+            next_command,
+        )
 
     guard.__name__ = name
     return guard
@@ -47,7 +54,9 @@ def ticket_matches(ctx: StepContext) -> GuardResult:
     assert ctx.run is not None
     ticket = ctx.params.get("ticket")
     if ctx.run.ticket_id and ticket == ctx.run.ticket_id:
-        return GuardResult("ticket_matches", True, f"ticket {ticket} is the one contacted")
+        return GuardResult(
+            "ticket_matches", True, f"ticket {ticket} is the one contacted"
+        )
     return GuardResult(
         "ticket_matches",
         False,
@@ -61,8 +70,14 @@ def confirmation_after_contact(ctx: StepContext) -> GuardResult:
     assert ctx.run is not None
     confirmed_at = ctx.params.get("confirmed_at")
     contacted_at = ctx.run.contacted_at
-    if not confirmed_at or not contacted_at or parse_time(confirmed_at) >= parse_time(contacted_at):
-        return GuardResult("confirmation_after_contact", True, "confirmation is after the contact")
+    if (
+        not confirmed_at
+        or not contacted_at
+        or parse_time(confirmed_at) >= parse_time(contacted_at)
+    ):
+        return GuardResult(
+            "confirmation_after_contact", True, "confirmation is after the contact"
+        )
     return GuardResult(
         "confirmation_after_contact",
         False,
@@ -84,7 +99,12 @@ def confirmation_recorded(ctx: StepContext) -> GuardResult:
     if confirm_step:
         next_command = ctx.command("confirm", ID=run.ticket_id or "ID")
     if not run.ticket_id or not run.contacted_at:
-        return GuardResult("confirmation_recorded", False, "support has not been contacted", next_command)
+        return GuardResult(
+            "confirmation_recorded",
+            False,
+            "support has not been contacted",
+            next_command,
+        )
     contacted = parse_time(run.contacted_at)
     for confirmation in reversed(ctx.store.confirmations(run.id)):
         if confirmation.ticket_id != run.ticket_id:
@@ -123,7 +143,9 @@ def policy_checks_pass(ctx: StepContext) -> GuardResult:
     findings = ctx.facts.get("policy_findings", [])
     errors = [f for f in findings if getattr(f, "severity", "") == "error"]
     if not errors:
-        return GuardResult("policy_checks_pass", True, "the policy to apply passes every check")
+        return GuardResult(
+            "policy_checks_pass", True, "the policy to apply passes every check"
+        )
     reasons = "; ".join(f"{f.statement}: {f.message}" for f in errors)
     return GuardResult(
         "policy_checks_pass",

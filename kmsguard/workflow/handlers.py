@@ -40,7 +40,9 @@ def require_text(ctx: StepContext, name: str, option: str, example: str) -> str:
     if not value:
         raise InvalidInput(f"missing {option}: it is empty; give {option} {example}")
     if len(value) > 2000:
-        raise InvalidInput(f"{option} is {len(value)} characters long; keep it under 2000")
+        raise InvalidInput(
+            f"{option} is {len(value)} characters long; keep it under 2000"
+        )
     return value
 
 
@@ -107,7 +109,9 @@ class RecordConfirmation(BaseHandler):
         from kmsguard.workflow.identifiers import validate_ticket
 
         ctx.params["ticket"] = validate_ticket(str(ctx.params.get("ticket") or ""))
-        require_text(ctx, "confirmed_by", "--confirmed-by", '"Jane Doe (vendor support)"')
+        require_text(
+            ctx, "confirmed_by", "--confirmed-by", '"Jane Doe (vendor support)"'
+        )
         ctx.params["confirmed_at"] = parse_confirmed_at(ctx.params.get("confirmed_at"))
 
     def execute(self, ctx: StepContext) -> Outcome:
@@ -144,7 +148,9 @@ def parse_confirmed_at(value: Any) -> str | None:
             f"{text}Z for UTC"
         )
     if moment > datetime.now(UTC):
-        raise InvalidInput(f"--confirmed-at {text!r} is in the future; give the time support confirmed")
+        raise InvalidInput(
+            f"--confirmed-at {text!r} is in the future; give the time support confirmed"
+        )
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -177,4 +183,6 @@ HANDLERS: dict[str, Any] = _import_handlers()
 
 
 def fail_after_write(ctx: StepContext, what: str) -> OperationFailed:
-    return OperationFailed(f"{what}; the run stays in {ctx.run.state if ctx.run else 'its state'}")
+    return OperationFailed(
+        f"{what}; the run stays in {ctx.run.state if ctx.run else 'its state'}"
+    )

@@ -10,7 +10,11 @@ from kmsguard.workflow.aws import KeyFacts
 from kmsguard.workflow.context import Outcome, StepContext
 from kmsguard.workflow.errors import InvalidInput, OperationFailed
 from kmsguard.workflow.handlers import BaseHandler
-from kmsguard.workflow.identifiers import parse_key_reference, validate_alias, validate_role_arn
+from kmsguard.workflow.identifiers import (
+    parse_key_reference,
+    validate_alias,
+    validate_role_arn,
+)
 from kmsguard.workflow.keys import KeyExpectations, check_key
 from kmsguard.workflow.records import Event, PolicyBackup, utc_now
 
@@ -19,9 +23,16 @@ log = logging.getLogger(__name__)
 RUN_TAG = "kmsguard:run"
 ENVIRONMENT_TAG = "kmsguard:environment"
 NEW_KEY_CHECKS = (
-    "key_spec", "key_usage", "key_origin", "key_single_region", "key_region",
-    "key_enabled", "key_customer_managed", "key_owner", "key_not_current",
-)  # fmt: skip
+    "key_spec",
+    "key_usage",
+    "key_origin",
+    "key_single_region",
+    "key_region",
+    "key_enabled",
+    "key_customer_managed",
+    "key_owner",
+    "key_not_current",
+)
 
 
 def run_tag_value(ctx: StepContext) -> str:
@@ -43,7 +54,9 @@ class NewKey(BaseHandler):
             parse_key_reference(str(key))
         alias = ctx.params.get("alias")
         if alias and not create:
-            raise InvalidInput("--alias applies only with --create; remove it or use --create")
+            raise InvalidInput(
+                "--alias applies only with --create; remove it or use --create"
+            )
         if alias:
             ctx.params["alias"] = validate_alias(str(alias))
 
@@ -65,7 +78,11 @@ class NewKey(BaseHandler):
     def intent(self, ctx: StepContext) -> dict[str, Any] | None:
         if not ctx.params.get("create"):
             return None
-        return {"action": "kms:CreateKey", "tag": {RUN_TAG: run_tag_value(ctx)}, "params": _json_params(ctx)}
+        return {
+            "action": "kms:CreateKey",
+            "tag": {RUN_TAG: run_tag_value(ctx)},
+            "params": _json_params(ctx),
+        }
 
     def execute(self, ctx: StepContext) -> Outcome:
         notes: list[str] = []
@@ -80,7 +97,10 @@ class NewKey(BaseHandler):
                 )
         return Outcome(
             updates={"new_key_arn": facts.arn},
-            evidence={"key": facts.to_evidence(), "created": bool(ctx.params.get("create"))},
+            evidence={
+                "key": facts.to_evidence(),
+                "created": bool(ctx.params.get("create")),
+            },
             message=f"new key {facts.arn}",
             notes=notes,
         )
@@ -88,7 +108,9 @@ class NewKey(BaseHandler):
     def _create(self, ctx: StepContext) -> KeyFacts:
         kms = ctx.kms
         tags = {RUN_TAG: run_tag_value(ctx), ENVIRONMENT_TAG: ctx.env_name}
-        arn = kms.create_key(f"kmsguard {ctx.procedure.name} key for {ctx.env_name}", tags)
+        arn = kms.create_key(
+            f"kmsguard {ctx.procedure.name} key for {ctx.env_name}", tags
+        )
         return self._finish(ctx, arn)
 
     def _finish(self, ctx: StepContext, arn: str) -> KeyFacts:
@@ -98,7 +120,9 @@ class NewKey(BaseHandler):
             kms.create_alias(str(alias), arn)
         kms.enable_key_rotation(arn)
         facts = kms.describe(arn)
-        expected = KeyExpectations(ctx.environment.region, ctx.facts.get("caller_account"), _current(ctx))
+        expected = KeyExpectations(
+            ctx.environment.region, ctx.facts.get("caller_account"), _current(ctx)
+        )
         failed = [c for c in check_key(facts, expected, NEW_KEY_CHECKS) if not c.passed]
         if failed:
             raise OperationFailed(
@@ -118,7 +142,11 @@ class NewKey(BaseHandler):
         facts = self._finish(ctx, arn)
         return Outcome(
             updates={"new_key_arn": facts.arn},
-            evidence={"key": facts.to_evidence(), "created": True, "adopted_by_tag": tag},
+            evidence={
+                "key": facts.to_evidence(),
+                "created": True,
+                "adopted_by_tag": tag,
+            },
         )
 
 
@@ -127,7 +155,11 @@ def _current(ctx: StepContext) -> str | None:
 
 
 def _json_params(ctx: StepContext) -> dict[str, Any]:
-    return {k: v for k, v in ctx.params.items() if isinstance(v, str | int | bool | list | type(None))}
+    return {
+        k: v
+        for k, v in ctx.params.items()
+        if isinstance(v, str | int | bool | list | type(None))
+    }
 
 
 class ApplyPolicy(BaseHandler):
@@ -136,9 +168,14 @@ class ApplyPolicy(BaseHandler):
     def validate(self, ctx: StepContext) -> None:
         form = ctx.params.get("pipeline_principal") or "root"
         if form not in ("root", "roles"):
-            raise InvalidInput(f"invalid --pipeline-principal {form!r}: use root or roles")
+            raise InvalidInput(
+                f"invalid --pipeline-principal {form!r}: use root or roles"
+            )
         ctx.params["pipeline_principal"] = form
-        roles = [validate_role_arn(r, "--admin-role") for r in ctx.params.get("admin_roles") or ()]
+        roles = [
+            validate_role_arn(r, "--admin-role")
+            for r in ctx.params.get("admin_roles") or ()
+        ]
         ctx.params["admin_roles"] = roles
 
     def prepare(self, ctx: StepContext) -> None:
@@ -182,7 +219,12 @@ class ApplyPolicy(BaseHandler):
         from kmsguard.workflow import policy
 
         text = policy.canonical_json(ctx.facts["new_policy"])
-        return {"action": "kms:PutKeyPolicy", "key": ctx.target_key(), "policy": text, "params": _json_params(ctx)}
+        return {
+            "action": "kms:PutKeyPolicy",
+            "key": ctx.target_key(),
+            "policy": text,
+            "params": _json_params(ctx),
+        }
 
     def execute(self, ctx: StepContext) -> Outcome:
         from kmsguard.workflow import policy
@@ -199,9 +241,17 @@ class ApplyPolicy(BaseHandler):
                 f"`kmsguard history {ctx.env_name}`"
             )
         return Outcome(
-            evidence={"key": key_arn, "policy_diff": ctx.facts["policy_diff"], "form": ctx.params["pipeline_principal"]},
+            evidence={
+                "key": key_arn,
+                "policy_diff": ctx.facts["policy_diff"],
+                "form": ctx.params["pipeline_principal"],
+            },
             message=f"key policy applied to {key_arn}",
-            backups=(PolicyBackup(key_arn, ctx.facts["current_policy_text"], "before apply-policy"),),
+            backups=(
+                PolicyBackup(
+                    key_arn, ctx.facts["current_policy_text"], "before apply-policy"
+                ),
+            ),
         )
 
     def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
@@ -226,7 +276,11 @@ class KeyStateHandler(BaseHandler):
         ctx.facts["key"] = ctx.kms.describe(ctx.target_key())
 
     def intent(self, ctx: StepContext) -> dict[str, Any] | None:
-        return {"action": self.action, "key": ctx.target_key(), "params": _json_params(ctx)}
+        return {
+            "action": self.action,
+            "key": ctx.target_key(),
+            "params": _json_params(ctx),
+        }
 
     def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
         facts = ctx.kms.describe(str(intent.evidence.get("key")))
@@ -249,7 +303,11 @@ class DisableKey(KeyStateHandler):
 
     def outcome(self, ctx: StepContext, facts: KeyFacts) -> Outcome:
         return Outcome(
-            data_updates={"key_retired": True, "disabled_at": utc_now(), "retired_key": facts.arn},
+            data_updates={
+                "key_retired": True,
+                "disabled_at": utc_now(),
+                "retired_key": facts.arn,
+            },
             evidence={"key": facts.to_evidence()},
             message=f"key {facts.arn} disabled",
         )
@@ -277,7 +335,10 @@ class ScheduleDeletion(KeyStateHandler):
     def outcome(self, ctx: StepContext, facts: KeyFacts) -> Outcome:
         evidence = facts.to_evidence()
         return Outcome(
-            data_updates={"deletion_date": evidence.get("DeletionDate"), "key_retired": True},
+            data_updates={
+                "deletion_date": evidence.get("DeletionDate"),
+                "key_retired": True,
+            },
             evidence={"key": evidence, "window_days": ctx.params.get("window_days")},
             message=f"deletion of key {facts.arn} scheduled for {evidence.get('DeletionDate')}",
             notes=[
@@ -326,7 +387,9 @@ class CancelKeyDeletion(KeyStateHandler):
         facts = ctx.kms.describe(key_arn)
         expected = "Enabled" if ctx.params.get("enable") else "Disabled"
         if facts.state != expected:
-            raise OperationFailed(f"key {key_arn} reads {facts.state} after recovery, not {expected}")
+            raise OperationFailed(
+                f"key {key_arn} reads {facts.state} after recovery, not {expected}"
+            )
         return self.outcome(ctx, facts)
 
     def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
@@ -336,10 +399,14 @@ class CancelKeyDeletion(KeyStateHandler):
 
     def outcome(self, ctx: StepContext, facts: KeyFacts) -> Outcome:
         enabled = facts.state == "Enabled"
-        notes = [] if enabled else [
-            f"key {facts.arn} is now Disabled: services that use it still fail. "
-            f"Run `kmsguard recover re-enable {ctx.env_name}` to enable it"
-        ]
+        notes = (
+            []
+            if enabled
+            else [
+                f"key {facts.arn} is now Disabled: services that use it still fail. "
+                f"Run `kmsguard recover re-enable {ctx.env_name}` to enable it"
+            ]
+        )
         updates: dict[str, Any] = {"contacted_at": utc_now()} if enabled else {}
         return Outcome(
             updates=updates,

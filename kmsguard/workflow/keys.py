@@ -23,7 +23,12 @@ class KeyCheck:
         return self.status != "failed"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "status": self.status, "reason": self.reason, "fix": self.fix}
+        return {
+            "check": self.name,
+            "status": self.status,
+            "reason": self.reason,
+            "fix": self.fix,
+        }
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,9 @@ def _metadata_check(
             return KeyCheck(name, "failed", f"{field} of {facts.arn} is unknown", fix)
         if actual == expected:
             return KeyCheck(name, "passed", f"{label} is {actual}")
-        return KeyCheck(name, "failed", f"{label} of {facts.arn} is {actual}, not {expected}", fix)
+        return KeyCheck(
+            name, "failed", f"{label} of {facts.arn} is {actual}, not {expected}", fix
+        )
 
     return check
 
@@ -75,14 +82,18 @@ def check_enabled(facts: KeyFacts, _: KeyExpectations) -> KeyCheck:
     fix = "enable the key first (aws kms enable-key)"
     if state == "PendingDeletion":
         fix = "cancel its deletion first (aws kms cancel-key-deletion), then enable it"
-    return KeyCheck("key_enabled", "failed", f"key {facts.arn} is {state}, not Enabled", fix)
+    return KeyCheck(
+        "key_enabled", "failed", f"key {facts.arn} is {state}, not Enabled", fix
+    )
 
 
 def check_owner(facts: KeyFacts, expected: KeyExpectations) -> KeyCheck:
     if expected.account is None:
         return KeyCheck("key_owner", "warning", "the operator's account is not known")
     if facts.account == expected.account:
-        return KeyCheck("key_owner", "passed", f"key is owned by account {facts.account}")
+        return KeyCheck(
+            "key_owner", "passed", f"key is owned by account {facts.account}"
+        )
     return KeyCheck(
         "key_owner",
         "failed",
@@ -126,16 +137,25 @@ def check_not_pending_deletion(facts: KeyFacts, _: KeyExpectations) -> KeyCheck:
 
 
 KEY_CHECKS: dict[str, Callable[[KeyFacts, KeyExpectations], KeyCheck]] = {
-    "key_spec": _metadata_check("key_spec", "KeySpec", "SYMMETRIC_DEFAULT", "key spec", NEW_KEY_FIX),
-    "key_usage": _metadata_check("key_usage", "KeyUsage", "ENCRYPT_DECRYPT", "key usage", NEW_KEY_FIX),
-    "key_origin": _metadata_check("key_origin", "Origin", "AWS_KMS", "key material origin", NEW_KEY_FIX),
+    "key_spec": _metadata_check(
+        "key_spec", "KeySpec", "SYMMETRIC_DEFAULT", "key spec", NEW_KEY_FIX
+    ),
+    "key_usage": _metadata_check(
+        "key_usage", "KeyUsage", "ENCRYPT_DECRYPT", "key usage", NEW_KEY_FIX
+    ),
+    "key_origin": _metadata_check(
+        "key_origin", "Origin", "AWS_KMS", "key material origin", NEW_KEY_FIX
+    ),
     "key_single_region": _metadata_check(
         "key_single_region", "MultiRegion", False, "multi-Region", NEW_KEY_FIX
     ),
     "key_customer_managed": _metadata_check(
-        "key_customer_managed", "KeyManager", "CUSTOMER", "key manager",
+        "key_customer_managed",
+        "KeyManager",
+        "CUSTOMER",
+        "key manager",
         "use a customer managed key; AWS managed keys cannot be shared with the pipeline",
-    ),  # fmt: skip
+    ),
     "key_region": check_region,
     "key_enabled": check_enabled,
     "key_owner": check_owner,
@@ -146,19 +166,33 @@ KEY_CHECKS: dict[str, Callable[[KeyFacts, KeyExpectations], KeyCheck]] = {
 
 # The checks `check key` runs, in the order it prints them.
 ALL_KEY_CHECKS = (
-    "key_spec", "key_usage", "key_origin", "key_single_region", "key_region",
-    "key_enabled", "key_customer_managed", "key_owner", "key_rotation",
+    "key_spec",
+    "key_usage",
+    "key_origin",
+    "key_single_region",
+    "key_region",
+    "key_enabled",
+    "key_customer_managed",
+    "key_owner",
+    "key_rotation",
     "key_deletion_not_pending",
-)  # fmt: skip
+)
 
 
 def run_key_check(name: str, facts: KeyFacts, expected: KeyExpectations) -> KeyCheck:
     if len(facts.metadata) <= 1 and name != "key_region":
         # Only the ARN is known, because the key is outside the region.
-        return KeyCheck(name, "failed", f"key {facts.arn} could not be read in {expected.region}", "use a key in the environment's region")
+        return KeyCheck(
+            name,
+            "failed",
+            f"key {facts.arn} could not be read in {expected.region}",
+            "use a key in the environment's region",
+        )
     return KEY_CHECKS[name](facts, expected)
 
 
-def check_key(facts: KeyFacts, expected: KeyExpectations, names: tuple[str, ...] = ALL_KEY_CHECKS) -> list[KeyCheck]:
+def check_key(
+    facts: KeyFacts, expected: KeyExpectations, names: tuple[str, ...] = ALL_KEY_CHECKS
+) -> list[KeyCheck]:
     """Run the named checks on a key, in order."""
     return [run_key_check(name, facts, expected) for name in names]

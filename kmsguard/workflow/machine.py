@@ -56,7 +56,9 @@ def transition_table(procedure: Procedure) -> list[dict[str, Any]]:
     return table
 
 
-def build_machine(procedure: Procedure, state: str | None = None) -> tuple[Machine, RunModel]:
+def build_machine(
+    procedure: Procedure, state: str | None = None
+) -> tuple[Machine, RunModel]:
     """Build a guarded machine and its model, set to `state` (default: initial).
 
     Raises:

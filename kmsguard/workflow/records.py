@@ -198,7 +198,11 @@ class Store(Protocol):
     def get_run(self, run_id: int) -> Run: ...
 
     def create_run(
-        self, environment: str, procedure: str, state: str, change: RunChange,
+        self,
+        environment: str,
+        procedure: str,
+        state: str,
+        change: RunChange,
         event: NewEvent,
     ) -> tuple[Run, Event]: ...
 
@@ -206,7 +210,9 @@ class Store(Protocol):
         self, run: Run, change: RunChange, event: NewEvent
     ) -> tuple[Run, Event]: ...
 
-    def append_event(self, run: Run | None, environment: str, event: NewEvent) -> Event: ...
+    def append_event(
+        self, run: Run | None, environment: str, event: NewEvent
+    ) -> Event: ...
 
     def run_events(self, run_id: int) -> list[Event]: ...
 

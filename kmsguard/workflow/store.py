@@ -37,13 +37,29 @@ log = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
 BUSY_TIMEOUT_SECONDS = 10.0
 HASHED_FIELDS = (
-    "id", "run_id", "environment", "procedure", "step", "outcome", "from_state",
-    "to_state", "run_version", "operator", "caller_arn", "message", "evidence",
-    "resolves", "created_at", "prev_hash",
-)  # fmt: skip
+    "id",
+    "run_id",
+    "environment",
+    "procedure",
+    "step",
+    "outcome",
+    "from_state",
+    "to_state",
+    "run_version",
+    "operator",
+    "caller_arn",
+    "message",
+    "evidence",
+    "resolves",
+    "created_at",
+    "prev_hash",
+)
 RUN_COLUMNS = (
-    "current_key_arn", "new_key_arn", "ticket_id", "contacted_at",
-)  # fmt: skip
+    "current_key_arn",
+    "new_key_arn",
+    "ticket_id",
+    "contacted_at",
+)
 
 
 def event_hash(row: dict[str, Any]) -> str:
@@ -135,18 +151,18 @@ class SqliteStore:
                 )
             row = env.to_dict()
             row["resources"] = dumps(env.resources)
-            self.db["environments"].insert(row)
+            self.db.table("environments").insert(row)
             return self._insert_event(None, env.name, None, event)
 
     def set_environment_resources(
         self, name: str, resources: dict[str, Any], event: NewEvent
     ) -> Event:
         with self.immediate():
-            self.db["environments"].update(name, {"resources": dumps(resources)})
+            self.db.table("environments").update(name, {"resources": dumps(resources)})
             return self._insert_event(None, name, None, event)
 
     def get_environment(self, name: str) -> Environment | None:
-        rows = list(self.db["environments"].rows_where("name = ?", [name]))
+        rows = list(self.db.table("environments").rows_where("name = ?", [name]))
         if not rows:
             return None
         row = rows[0]
@@ -170,17 +186,17 @@ class SqliteStore:
         return run
 
     def runs(self, environment: str) -> list[Run]:
-        rows = self.db["runs"].rows_where(
+        rows = self.db.table("runs").rows_where(
             "environment = ?", [environment], order_by="id"
         )
         return [self._run_from_row(row) for row in rows]
 
     def open_runs(self) -> list[Run]:
-        rows = self.db["runs"].rows_where("closed_at IS NULL", order_by="environment")
+        rows = self.db.table("runs").rows_where("closed_at IS NULL", order_by="environment")
         return [self._run_from_row(row) for row in rows]
 
     def _one_run(self, where: str, params: list[Any]) -> Run | None:
-        rows = list(self.db["runs"].rows_where(where, params, limit=1))
+        rows = list(self.db.table("runs").rows_where(where, params, limit=1))
         return self._run_from_row(rows[0]) if rows else None
 
     @staticmethod
@@ -219,8 +235,8 @@ class SqliteStore:
                 "updated_at": now,
             }
             row.update({k: v for k, v in change.updates.items() if k in RUN_COLUMNS})
-            run_id = self.db["runs"].insert(row).last_pk
-            run = self.get_run(int(run_id))
+            run_id = self.db.table("runs").insert(row).last_pk
+            run = self.get_run(int(str(run_id)))
             return self._apply(run, change, event)
 
     def compare_and_set(
@@ -270,7 +286,7 @@ class SqliteStore:
 
     def _update_run(self, run: Run, row: dict[str, Any]) -> None:
         try:
-            self.db["runs"].update(run.id, row)
+            self.db.table("runs").update(run.id, row)
         except sqlite3.IntegrityError as exc:
             raise Conflict(
                 f"environment {run.environment!r} already has another open run; "
@@ -283,9 +299,9 @@ class SqliteStore:
         if change.confirmation is not None:
             row = change.confirmation.to_dict()
             row.update({"run_id": run_id, "event_id": event_id})
-            self.db["confirmations"].insert(row)
+            self.db.table("confirmations").insert(row)
         for backup in change.backups:
-            self.db["policy_backups"].insert(
+            self.db.table("policy_backups").insert(
                 {
                     "run_id": run_id,
                     "event_id": event_id,
@@ -307,7 +323,7 @@ class SqliteStore:
             stored = self._insert_event(
                 current, environment, current.procedure, event, version=current.version
             )
-            self.db["runs"].update(current.id, {"head_hash": stored.hash})
+            self.db.table("runs").update(current.id, {"head_hash": stored.hash})
             return stored
 
     def _insert_event(
@@ -340,7 +356,7 @@ class SqliteStore:
             "prev_hash": last[1] if last else GENESIS_HASH,
         }
         row["hash"] = event_hash(row)
-        self.db["events"].insert(row)
+        self.db.table("events").insert(row)
         return self._event_from_row(row)
 
     @staticmethod
@@ -350,17 +366,17 @@ class SqliteStore:
         return Event(**row)
 
     def run_events(self, run_id: int) -> list[Event]:
-        rows = self.db["events"].rows_where("run_id = ?", [run_id], order_by="id")
+        rows = self.db.table("events").rows_where("run_id = ?", [run_id], order_by="id")
         return [self._event_from_row(row) for row in rows]
 
     def environment_events(self, environment: str) -> list[Event]:
-        rows = self.db["events"].rows_where(
+        rows = self.db.table("events").rows_where(
             "environment = ?", [environment], order_by="id"
         )
         return [self._event_from_row(row) for row in rows]
 
     def get_event(self, event_id: int) -> Event | None:
-        rows = list(self.db["events"].rows_where("id = ?", [event_id]))
+        rows = list(self.db.table("events").rows_where("id = ?", [event_id]))
         return self._event_from_row(rows[0]) if rows else None
 
     def confirmations(self, run_id: int) -> list[Confirmation]:
@@ -372,7 +388,7 @@ class SqliteStore:
         return [Confirmation(*row) for row in rows]
 
     def policy_backups(self, run_id: int) -> list[dict[str, Any]]:
-        rows = self.db["policy_backups"].rows_where(
+        rows = self.db.table("policy_backups").rows_where(
             "run_id = ?", [run_id], order_by="id"
         )
         return list(rows)
@@ -401,7 +417,10 @@ class SqliteStore:
     def _head_problem(self, run: Run, row: Any) -> str:
         if row is None:
             return "it has no audit events"
-        names = [column[0] for column in self.conn.execute("SELECT * FROM events LIMIT 0").description]
+        names = [
+            column[0]
+            for column in self.conn.execute("SELECT * FROM events LIMIT 0").description
+        ]
         event = dict(zip(names, row, strict=True))
         if event_hash(event) != event["hash"]:
             return f"its newest audit event {event['id']} does not match its hash"
@@ -426,13 +445,23 @@ class SqliteStore:
             row = dict(zip(names, values, strict=True))
             problem = self._link_problem(row, previous, expected_id)
             if problem:
-                return {"ok": False, "events_checked": count, "bad_event": row["id"], "problem": problem}
+                return {
+                    "ok": False,
+                    "events_checked": count,
+                    "bad_event": row["id"],
+                    "problem": problem,
+                }
             previous, count, expected_id = row["hash"], count + 1, row["id"] + 1
         for run in self.all_runs():
             try:
                 self.check_run_head(run)
             except IntegrityError as exc:
-                return {"ok": False, "events_checked": count, "bad_run": run.id, "problem": str(exc)}
+                return {
+                    "ok": False,
+                    "events_checked": count,
+                    "bad_run": run.id,
+                    "problem": str(exc),
+                }
         return {"ok": True, "events_checked": count, "head": previous}
 
     @staticmethod
@@ -446,9 +475,13 @@ class SqliteStore:
         return ""
 
     def all_runs(self) -> list[Run]:
-        return [self._run_from_row(row) for row in self.db["runs"].rows_where(order_by="id")]
+        return [
+            self._run_from_row(row) for row in self.db.table("runs").rows_where(order_by="id")
+        ]
 
-    def status_rows(self, environment: str | None = None) -> list[tuple[Environment, Run | None]]:
+    def status_rows(
+        self, environment: str | None = None
+    ) -> list[tuple[Environment, Run | None]]:
         """Return every environment (or one) with its open run, in one query."""
         sql = (
             "SELECT e.name, r.id FROM environments e LEFT JOIN runs r "
