@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kmsguard.workflow.context import Outcome, StepContext
-from kmsguard.workflow.errors import InvalidInput, OperationFailed
+from kmsguard.workflow.errors import InvalidInput
 from kmsguard.workflow.identifiers import parse_key_reference
 from kmsguard.workflow.records import Confirmation, Event, utc_now
 
@@ -181,8 +181,3 @@ def _import_handlers() -> dict[str, Any]:
 
 HANDLERS: dict[str, Any] = _import_handlers()
 
-
-def fail_after_write(ctx: StepContext, what: str) -> OperationFailed:
-    return OperationFailed(
-        f"{what}; the run stays in {ctx.run.state if ctx.run else 'its state'}"
-    )
