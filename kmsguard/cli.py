@@ -11,8 +11,16 @@ from typing import Any
 import click
 
 from kmsguard import __version__
+from kmsguard.commands.audit import audit_group
 from kmsguard.commands.common import State, emit, get_state, handle_errors, style, table
-from kmsguard.commands.procedures import rotation_group
+from kmsguard.commands.diagram import diagram
+from kmsguard.commands.evidence import evidence
+from kmsguard.commands.procedures import (
+    disablement_group,
+    onboarding_group,
+    rotation_group,
+)
+from kmsguard.commands.recover import recover_group
 from kmsguard.workflow.app import App, Settings
 
 CONTEXT_SETTINGS: dict[str, Any] = {
@@ -177,7 +185,9 @@ def env_add(environment: str, env_region: str, pipeline_account: str) -> None:
         added.to_dict(),
         [
             f"environment {added.name} added ({added.region}, pipeline account {added.pipeline_account})",
-            f"next: kmsguard rotation start {added.name} --current-key KEY",
+            f"next: kmsguard onboarding start {added.name} (or, for a key the "
+            f"pipeline already uses, kmsguard rotation start {added.name} "
+            "--current-key KEY)",
         ],
     )
 
@@ -213,16 +223,82 @@ def env_show(environment: str) -> None:
     emit(data, [f"{key}: {value}" for key, value in data.items()])
 
 
+@env.command("set-resources")
+@click.argument("environment", metavar="ENV")
+@click.option(
+    "--s3-bucket",
+    "s3_buckets",
+    multiple=True,
+    metavar="NAME",
+    help="A pipeline S3 bucket; repeat for several.",
+)
+@click.option(
+    "--kinesis-stream",
+    "kinesis_streams",
+    multiple=True,
+    metavar="NAME",
+    help="A pipeline Kinesis stream, by name or ARN; repeat for several.",
+)
+@click.option(
+    "--sqs-queue",
+    "sqs_queues",
+    multiple=True,
+    metavar="URL",
+    help="A pipeline SQS queue URL; repeat for several.",
+)
+@click.option(
+    "--resource-profile",
+    metavar="NAME",
+    help="AWS profile that can read the resources, when they live in an "
+    "account that needs other credentials.",
+)
+@click.option("--clear", is_flag=True, help="List no resources.")
+def env_set_resources(
+    environment: str,
+    s3_buckets: tuple[str, ...],
+    kinesis_streams: tuple[str, ...],
+    sqs_queues: tuple[str, ...],
+    resource_profile: str | None,
+    clear: bool,
+) -> None:
+    """Replace the pipeline resources the environment lists."""
+    from kmsguard.workflow.environment_resources import set_environment_resources
+
+    state = get_state()
+    with handle_errors():
+        updated = set_environment_resources(
+            state.app,
+            environment,
+            s3_buckets=s3_buckets,
+            kinesis_streams=kinesis_streams,
+            sqs_queues=sqs_queues,
+            profile=resource_profile,
+            clear=clear,
+        )
+    resources = updated.resources
+    emit(
+        updated.to_dict(),
+        [f"resources of {updated.name} set"]
+        + [f"{name}: {value}" for name, value in resources.items() if value],
+    )
+
+
 # Status, history, audit
 
 
 @main.command()
 @click.argument("environment", metavar="ENV", required=False)
-def status(environment: str | None) -> None:
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Also read each open run's keys from AWS and report drift: a key "
+    "state or policy changed outside kmsguard.",
+)
+def status(environment: str | None, live: bool) -> None:
     """Show each environment's open run, its state, its age and the next command."""
     state = get_state()
     with handle_errors():
-        rows = state.app.status(environment)
+        rows = state.app.status(environment, live=live)
     columns = [
         ("environment", "ENV"),
         ("procedure", "PROCEDURE"),
@@ -244,6 +320,10 @@ def status(environment: str | None) -> None:
                         fg="yellow",
                     )
                 )
+        if live:
+            from kmsguard.commands.live import live_lines
+
+            text.extend(live_lines(rows))
         return text
 
     emit({"environments": rows}, lines)
@@ -259,6 +339,7 @@ def history(environment: str) -> None:
     columns = [
         ("id", "EVENT"),
         ("created_at", "TIME"),
+        ("run_id", "RUN"),
         ("procedure", "PROCEDURE"),
         ("step", "STEP"),
         ("outcome", "OUTCOME"),
@@ -274,24 +355,33 @@ def history(environment: str) -> None:
     emit({"environment": environment, "events": events}, lines)
 
 
-@main.group()
-def audit() -> None:
-    """Check the audit log."""
-
-
-@audit.command("verify")
-def audit_verify() -> None:
-    """Check the whole hash chain and every run's head; exit 3 on the first bad row."""
-    from kmsguard.workflow.errors import ChecksFailed
-
-    state = get_state()
-    with handle_errors():
-        report = state.app.verify()
-        if not report["ok"]:
-            raise ChecksFailed(f"audit log check failed: {report['problem']}", report)
-    emit(
-        report, [f"audit log verified: {report['events_checked']} events, chain intact"]
-    )
-
-
 main.add_command(rotation_group())
+main.add_command(audit_group)
+main.add_command(evidence)
+main.add_command(onboarding_group())
+main.add_command(disablement_group())
+main.add_command(recover_group)
+main.add_command(diagram)
+
+
+def _add_check_commands() -> None:
+    from kmsguard.commands.check import check_group
+    from kmsguard.commands.doctor import doctor_command
+    from kmsguard.commands.iam_policy import iam_policy_command
+    from kmsguard.commands.policy_cmd import policy_group
+
+    for command in (check_group, policy_group, doctor_command, iam_policy_command):
+        main.add_command(command)
+
+
+_add_check_commands()
+
+
+def _add_protection_commands() -> None:
+    from kmsguard.commands.protect import protection_commands
+
+    for command in protection_commands():
+        main.add_command(command)
+
+
+_add_protection_commands()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,111 @@ def test_every_event_names_operator(app: App, kms: Any) -> None:
 
 def test_database_file_is_private(app: App, db_path: Path) -> None:
     assert db_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_verify_names_deleted_newest_event(app: App, db_path: Path) -> None:
+    """The newest event has no later event to link to it; the chain head has."""
+    app.add_environment("qa1", "eu-west-1", "210987654321")
+    tamper(db_path, "DELETE FROM events WHERE id = 2")
+
+    result = verify_cli(db_path)
+
+    assert result.exit_code == 3
+    assert "events 2 to 2 were deleted" in result.stderr
+
+
+def test_edited_run_key_stops_writes(app: App, kms: Any, db_path: Path) -> None:
+    """Pointing the run's old key at the new key would make disable hit the new key."""
+    drive_rotation(app, kms, "rotation_confirmed")
+    tamper(db_path, "UPDATE runs SET current_key_arn = new_key_arn")
+
+    with pytest.raises(IntegrityError) as stopped:
+        app.step(PROCEDURES["rotation"], "disable_old_key", "prod", {})
+
+    assert "row (keys, ticket, state or data) was changed" in str(stopped.value)
+    assert "audit verify" in str(stopped.value)
+    assert verify_cli(db_path).exit_code == 3
+
+
+def test_inserted_confirmation_stops_disable(app: App, kms: Any, db_path: Path) -> None:
+    drive_rotation(app, kms, "support_contacted")
+    tamper(
+        db_path,
+        "INSERT INTO confirmations (run_id, event_id, ticket_id, confirmed_by, "
+        "confirmed_at, message, recorded_by, recorded_at) SELECT id, 1, 'SUP-1', "
+        "'mallory', updated_at, '', 'mallory', updated_at FROM runs",
+    )
+
+    with pytest.raises(IntegrityError) as stopped:
+        app.step(PROCEDURES["rotation"], "cancel", "prod", {"reason": "x"})
+
+    assert "confirmation" in str(stopped.value)
+    assert "not an applied step of its run" in str(stopped.value)
+
+
+def test_verify_names_deleted_confirmation(app: App, kms: Any, db_path: Path) -> None:
+    drive_rotation(app, kms, "rotation_confirmed")
+    tamper(db_path, "DELETE FROM confirmations")
+
+    result = verify_cli(db_path)
+
+    assert result.exit_code == 3
+    assert "needs a recorded support confirmation" in result.stderr
+
+
+def test_verify_json_names_first_bad_row(app: App, kms: Any, db_path: Path) -> None:
+    drive_rotation(app, kms, "rotation_confirmed")
+    tamper(db_path, "UPDATE events SET message = 'nothing to see' WHERE id = 4")
+    tamper(db_path, "UPDATE events SET message = 'nor here' WHERE id = 6")
+
+    result = CliRunner().invoke(
+        main, ["--db", str(db_path), "--output", "json", "audit", "verify"]
+    )
+
+    report = json.loads(result.stdout)
+    assert result.exit_code == 3
+    assert report["ok"] is False
+    assert report["bad_event"] == 4
+    assert report["events_checked"] == 3
+
+
+def test_database_from_first_schema_migrated(tmp_path: Path) -> None:
+    """An event written before the run digest and chain head still verifies."""
+    from sqlite_utils import Database
+
+    from kmsguard.workflow.chain import GENESIS_HASH, event_hash
+    from kmsguard.workflow.schema import migrations
+    from kmsguard.workflow.store import SqliteStore
+
+    path = tmp_path / "old.db"
+    database = Database(path)
+    migrations.apply(database, stop_before="0002_run_digest_and_chain_head")
+    row: dict[str, Any] = {
+        "id": 1,
+        "run_id": None,
+        "environment": "prod",
+        "procedure": None,
+        "step": "env_add",
+        "outcome": "recorded",
+        "from_state": None,
+        "to_state": None,
+        "run_version": None,
+        "operator": "alice",
+        "caller_arn": None,
+        "message": "environment prod added",
+        "evidence": "{}",
+        "resolves": None,
+        "created_at": "2026-01-05T10:00:00.000000+00:00",
+        "prev_hash": GENESIS_HASH,
+    }
+    row["hash"] = event_hash(row)
+    database.table("events").insert(row)
+    database.conn.close()
+
+    store = SqliteStore(path)
+    report = store.verify_chain()
+    head = store.conn.execute("SELECT event_id, hash FROM chain_head").fetchone()
+    store.close()
+
+    assert report["ok"] is True
+    assert head == (1, row["hash"])

@@ -60,10 +60,9 @@ def test_fire_moves_with_guards_passed() -> None:
     rotation = PROCEDURES["rotation"]
     step = rotation.step("disable_old_key")
 
-    assert (
-        fire(rotation, "rotation_confirmed", step, {"confirmation_recorded": True})
-        == "old_key_disabled"
-    )
+    passed = {"confirmation_recorded": True, "key_out_of_use": True}
+
+    assert fire(rotation, "rotation_confirmed", step, passed) == "old_key_disabled"
 
 
 def test_fire_rejects_trigger_from_wrong_state() -> None:

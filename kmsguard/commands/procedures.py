@@ -14,6 +14,13 @@ from kmsguard.commands.common import (
     handle_errors,
     style,
 )
+from kmsguard.commands.evidence import (
+    ACCEPT_DATA_LOSS,
+    MAX_OBJECTS,
+    OBSERVATION_DAYS,
+    SINCE,
+    step_progress,
+)
 from kmsguard.workflow.engine import StepResult
 from kmsguard.workflow.procedure import Procedure, Step
 
@@ -40,9 +47,37 @@ REASON = click.option(
 ACCEPT_RISK = click.option(
     "--accept-risk",
     metavar="REASON",
-    help="Override an in-use or insufficient evidence result, with the reason "
-    "recorded beside your name. Never overrides the support confirmation.",
+    help="Override an in-use or insufficient evidence result, or an unfinished "
+    "observation period; REASON is recorded with your name. Never overrides "
+    "the support confirmation.",
 )
+# The options of the steps that disable a key or schedule its deletion.
+DISABLE_OPTIONS: list[Decorator] = [SINCE, MAX_OBJECTS, ACCEPT_RISK]
+DELETION_OPTIONS: list[Decorator] = [
+    WINDOW_DAYS,
+    OBSERVATION_DAYS,
+    MAX_OBJECTS,
+    ACCEPT_RISK,
+    ACCEPT_DATA_LOSS,
+]
+# The options of the start steps that record a key to retire.
+PROTECT_OPTIONS: list[Decorator] = [
+    click.option(
+        "--protect",
+        is_flag=True,
+        help="Also add a Deny statement to the key policy, so that nobody but the "
+        "break-glass roles can disable the key or schedule its deletion while "
+        "the run is open.",
+    ),
+    click.option(
+        "--break-glass-role",
+        "break_glass_roles",
+        multiple=True,
+        metavar="ARN",
+        help="With --protect: IAM role ARN exempt from the Deny; repeat for "
+        "several. At least one is required.",
+    ),
+]
 CONFIRM_OPTIONS: list[Decorator] = [
     TICKET,
     click.option(
@@ -98,12 +133,13 @@ POLICY_OPTIONS: list[Decorator] = [
 def render_result(result: StepResult, procedure: Procedure) -> None:
     def lines() -> list[str]:
         run = result.run
+        step = procedure.step(result.event.step)
+        # A recovery step runs from `kmsguard recover` on a run of any procedure.
+        group = "recover" if step.recovery else procedure.name
+        target = f" to the {procedure.name} run" if step.recovery else ""
         text = [
-            style(
-                f"{procedure.name} {procedure.step(result.event.step).command}: applied",
-                fg="green",
-            )
-            + f" ({result.event.from_state or 'new run'} -> {run.state})"
+            style(f"{group} {step.command}: applied", fg="green")
+            + f"{target} ({result.event.from_state or 'new run'} -> {run.state})"
         ]
         for event in result.reconciled:
             text.append(f"note: {event.message}")
@@ -135,12 +171,15 @@ def step_command(
 
                 preview(state, procedure, step, environment, params)
                 return
-            if step is procedure.start:
-                result = state.app.start(procedure, environment, params)
-            else:
-                result = state.app.step(
-                    procedure, step.name, environment, params, confirm
-                )
+            with step_progress(params, confirm) as confirm:
+                if step is procedure.start:
+                    from kmsguard.workflow.protection import start_run
+
+                    result = start_run(state.app, procedure, environment, params)
+                else:
+                    result = state.app.step(
+                        procedure, step.name, environment, params, confirm
+                    )
             render_result(result, procedure)
 
     command = click.Command(
@@ -184,9 +223,10 @@ def rotation_group() -> click.Group:
                     required=True,
                     metavar="KEY",
                     help="The key the pipeline uses now: key ID, alias or ARN.",
-                )
+                ),
+                *PROTECT_OPTIONS,
             ],
-            "Open a rotation run, recording the current key.\n\nThe key must exist, be Enabled and be in the environment's region.",
+            "Open a rotation run, recording the current key.\n\nThe key must exist, be Enabled and be in the environment's region. With --protect, the key policy also denies disabling the key or scheduling its deletion to everyone but the break-glass roles until the run retires the key.",
         ),
         "new_key": (
             NEW_KEY_OPTIONS,
@@ -205,11 +245,11 @@ def rotation_group() -> click.Group:
             "Record support's confirmation that the switch is complete.",
         ),
         "disable_old_key": (
-            [ACCEPT_RISK],
+            DISABLE_OPTIONS,
             "Disable the old key, only after support's confirmation.",
         ),
         "schedule_deletion": (
-            [WINDOW_DAYS, ACCEPT_RISK],
+            DELETION_OPTIONS,
             "Schedule deletion of the old key, only after it is disabled.",
         ),
         "complete": (
@@ -220,4 +260,97 @@ def rotation_group() -> click.Group:
     }
     return procedure_group(
         ROTATION, commands, "Rotate the pipeline from the current key to a new one."
+    )
+
+
+COMPONENTS = click.option(
+    "--components",
+    default="all",
+    show_default=True,
+    metavar="all|s3,kinesis,sqs",
+    help="The pipeline components to encrypt with the key: all, or a "
+    "comma-separated list of s3, kinesis and sqs.",
+)
+
+
+def onboarding_group() -> click.Group:
+    from kmsguard.commands.verify import verify_command
+    from kmsguard.states.onboarding import ONBOARDING
+
+    commands: dict[str, tuple[list[Decorator], str]] = {
+        "start": ([], "Open an onboarding run for the environment."),
+        "new_key": (
+            NEW_KEY_OPTIONS,
+            "Create the key, or adopt one with --key.\n\nThe key must be symmetric, for encrypt and decrypt, with KMS key material, single-Region, Enabled, customer managed, in the environment's region and owned by your account.",
+        ),
+        "apply_policy": (
+            POLICY_OPTIONS,
+            "Apply the key policy that lets the pipeline account use the key.\n\nThe current policy is backed up first, and the applied policy is read back and checked.",
+        ),
+        "share": (
+            [TICKET, COMPONENTS],
+            "Record the support ticket and print what support needs: the key ARN, the environment, that cross-account access is configured, and the components to encrypt.",
+        ),
+        "confirm": (
+            CONFIRM_OPTIONS,
+            "Record support's confirmation that the pipeline configuration is applied.",
+        ),
+        "complete": ([], "Close the run once the key is verified in use."),
+        "cancel": ([REASON], "Cancel the run; allowed in any state before completed."),
+    }
+    group = procedure_group(
+        ONBOARDING, commands, "Bring the pipeline onto a key you own."
+    )
+    group.add_command(
+        verify_command(
+            ONBOARDING,
+            ONBOARDING.step("verify"),
+            "Check that the pipeline uses the key.\n\nCloudTrail must show Decrypt or GenerateDataKey calls on the key by the pipeline account since support's confirmation, and every listed pipeline resource you can read must name the key in its encryption settings. Resources you cannot read are shown as not checked.",
+        )
+    )
+    return group
+
+
+def disablement_group() -> click.Group:
+    from kmsguard.states.disablement import DISABLEMENT
+
+    commands: dict[str, tuple[list[Decorator], str]] = {
+        "start": (
+            [
+                click.option(
+                    "--key",
+                    required=True,
+                    metavar="KEY",
+                    help="The key the pipeline uses now: key ID, alias or ARN.",
+                ),
+                *PROTECT_OPTIONS,
+            ],
+            "Open a disablement run, recording the key to retire.\n\nThe key must exist, be Enabled and be in the environment's region. With --protect, the key policy also denies disabling the key or scheduling its deletion to everyone but the break-glass roles until the run retires the key.",
+        ),
+        "request_removal": (
+            [TICKET],
+            "Record the support ticket and print the request to remove the key from the pipeline configuration.",
+        ),
+        "confirm": (
+            CONFIRM_OPTIONS,
+            "Record support's confirmation that the redeployed pipeline no longer references the key.",
+        ),
+        "disable_key": (
+            DISABLE_OPTIONS,
+            "Disable the key, only after support's confirmation.",
+        ),
+        "schedule_deletion": (
+            DELETION_OPTIONS,
+            "Schedule deletion of the key, only after it is disabled.",
+        ),
+        "complete": (
+            [],
+            "Close the run once the key is disabled or scheduled for deletion.",
+        ),
+        "cancel": ([REASON], "Cancel the run; allowed before the key is disabled."),
+    }
+    return procedure_group(
+        DISABLEMENT,
+        commands,
+        "Turn customer-managed key encryption off, then retire the key.",
     )

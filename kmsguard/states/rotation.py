@@ -5,7 +5,8 @@ first, then support, and the old key is disabled only after support confirms,
 and scheduled for deletion only after it is disabled.
 """
 
-from kmsguard.workflow.procedure import Procedure, Step
+from kmsguard.states.recovery import recovery_steps
+from kmsguard.workflow.procedure import KeyExpectation, Procedure, Step
 
 BEFORE_DISABLE = (
     "started",
@@ -88,7 +89,7 @@ ROTATION = Procedure(
             sources=("rotation_confirmed",),
             dest="old_key_disabled",
             handler="disable_key",
-            guards=("confirmation_recorded",),
+            guards=("confirmation_recorded", "key_out_of_use"),
             usage="--yes",
             destructive=True,
         ),
@@ -98,7 +99,13 @@ ROTATION = Procedure(
             sources=("old_key_disabled",),
             dest="old_key_deletion_scheduled",
             handler="schedule_deletion",
-            guards=("confirmation_recorded", "key_reads_disabled"),
+            guards=(
+                "confirmation_recorded",
+                "key_reads_disabled",
+                "observation_period_passed",
+                "no_events_since_disable",
+                "no_objects_under_key",
+            ),
             usage="--window-days 30 --yes",
             destructive=True,
         ),
@@ -119,6 +126,11 @@ ROTATION = Procedure(
             usage="--reason TEXT",
             close=True,
         ),
+        *recovery_steps(
+            disabled="old_key_disabled",
+            deletion_scheduled="old_key_deletion_scheduled",
+            waiting="support_contacted",
+        ),
     ),
     waiting_state="support_contacted",
     key_retired_states=("old_key_disabled", "old_key_deletion_scheduled"),
@@ -127,5 +139,26 @@ ROTATION = Procedure(
         "old_key_disabled",
         "old_key_deletion_scheduled",
         "completed",
+    ),
+    key_expectations=(
+        # The pipeline uses the old key until support confirms the switch.
+        KeyExpectation("current", BEFORE_DISABLE, ("Enabled",)),
+        KeyExpectation("current", ("old_key_disabled",), ("Disabled",)),
+        KeyExpectation(
+            "current", ("old_key_deletion_scheduled",), ("PendingDeletion",)
+        ),
+        # The pipeline moves to the new key, which must stay usable.
+        KeyExpectation(
+            "new",
+            (
+                "new_key_ready",
+                "policy_applied",
+                "support_contacted",
+                "rotation_confirmed",
+                "old_key_disabled",
+                "old_key_deletion_scheduled",
+            ),
+            ("Enabled",),
+        ),
     ),
 )

@@ -19,6 +19,7 @@ from kmsguard.workflow.records import Environment, NewEvent, utc_now
 from kmsguard.workflow.store import SqliteStore
 
 if TYPE_CHECKING:
+    from kmsguard.workflow.audit_export import AuditExport
     from kmsguard.workflow.aws import AwsSession
     from kmsguard.workflow.context import StepContext
     from kmsguard.workflow.procedure import Procedure
@@ -129,15 +130,43 @@ class App:
 
     # Reading
 
-    def status(self, environment: str | None = None) -> list[dict[str, Any]]:
-        """Return each environment with its open run, state age and next command."""
+    def status(
+        self, environment: str | None = None, live: bool = False
+    ) -> list[dict[str, Any]]:
+        """Return each environment with its open run, state age and next command.
+
+        Plain status reads only the database. With `live`, each open run's keys
+        are read from AWS and compared with the run (see workflow.drift).
+        """
         from kmsguard.workflow.reports import status_rows
 
-        return status_rows(self, environment)
+        rows = status_rows(self, environment)
+        if live:
+            from kmsguard.workflow.drift import live_status
+
+            live_status(self, rows)
+        return rows
 
     def history(self, environment: str) -> list[dict[str, Any]]:
         self.environment(environment)
         return [event.to_dict() for event in self.store.environment_events(environment)]
 
     def verify(self) -> dict[str, Any]:
-        return self.store.verify_chain()
+        """Check the whole audit chain, then every run; report the first bad row."""
+        from kmsguard.workflow.audit import verify_audit
+
+        return verify_audit(self.store)
+
+    def export_audit(self, environment: str, fmt: str) -> AuditExport:
+        """Render every audit event of an environment, with the chain check.
+
+        Raises:
+            InvalidInput: an unknown environment or format.
+        """
+        from kmsguard.workflow.audit_export import export_audit
+
+        self.environment(environment)
+        verification = self.verify()
+        return export_audit(
+            self.store, environment, fmt, verification, self.settings.operator
+        )

@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -59,24 +59,57 @@ ERROR_HINTS = {
 }
 
 
+def _number_from_environment(name: str, default: float) -> float:
+    """Return a positive number from an environment variable, else the default."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 @dataclass(frozen=True)
 class AwsSettings:
-    """Where and as whom to call AWS; None means the boto3 default chain."""
+    """Where and as whom to call AWS; None means the boto3 default chain.
+
+    max_attempts counts the first call, as AWS_MAX_ATTEMPTS does in the AWS
+    CLI; throttling and connection errors are retried in standard retry mode.
+    The timeouts are in seconds; KMSGUARD_CONNECT_TIMEOUT sets the first.
+    """
 
     profile: str | None = None
     endpoint_url: str | None = None
+    max_attempts: int = field(
+        default_factory=lambda: int(_number_from_environment("AWS_MAX_ATTEMPTS", 5))
+    )
+    connect_timeout: float = field(
+        default_factory=lambda: _number_from_environment(
+            "KMSGUARD_CONNECT_TIMEOUT", 10.0
+        )
+    )
+    read_timeout: float = 30.0
 
 
-def describe_error(exc: Exception, action: str, target: str) -> OperationFailed:
-    """Turn a botocore exception into an OperationFailed naming action and target."""
+def describe_error(
+    exc: Exception, action: str, target: str, caller_arn: str | None = None
+) -> OperationFailed:
+    """Turn a botocore exception into an OperationFailed naming action and target.
+
+    `caller_arn` names the principal in an AccessDenied explanation when
+    AWS's message does not.
+    """
+    from kmsguard.workflow.aws_faults import access_denied_text, client_side_hint
+
     code, message = error_code(exc), str(exc)
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         message = response.get("Error", {}).get("Message", message) or message
-    hint = ERROR_HINTS.get(code, "")
+    hint = ERROR_HINTS.get(code, "") if code else client_side_hint(exc)
     kind = code or type(exc).__name__
     text = f"AWS {action} on {target} failed: {kind}: {message}"
-    if hint:
+    if code in ("AccessDeniedException", "AccessDenied"):
+        text += ". " + access_denied_text(message, action, target, caller_arn)
+    elif hint:
         text += f". Fix: {hint}"
     failed = OperationFailed(text)
     failed.aws_code = code  # type: ignore[attr-defined]
@@ -124,9 +157,9 @@ class AwsSession:
                     "AWS_PROFILE and ~/.aws/config"
                 ) from exc
         config = Config(
-            retries={"mode": "standard", "max_attempts": 5},
-            connect_timeout=10,
-            read_timeout=30,
+            retries={"mode": "standard", "max_attempts": self.settings.max_attempts},
+            connect_timeout=self.settings.connect_timeout,
+            read_timeout=self.settings.read_timeout,
             user_agent_extra="kmsguard",
         )
         kwargs: dict[str, Any] = {"region_name": region, "config": config}
@@ -147,7 +180,8 @@ class AwsSession:
         try:
             yield
         except (ClientError, BotoCoreError) as exc:
-            raise describe_error(exc, action, target) from exc
+            caller = self._caller.get(self.settings.profile, {}).get("Arn")
+            raise describe_error(exc, action, target, caller) from exc
 
     def caller_identity(
         self, region: str, profile: str | None = None
@@ -245,7 +279,7 @@ class Kms:
         return self.describe(reference.text)
 
     def describe(self, key: str) -> KeyFacts:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             metadata = self.client.describe_key(KeyId=key)["KeyMetadata"]
@@ -256,11 +290,13 @@ class Kms:
                     "identifier, the region of the environment and --profile"
                 ) from exc
             raise describe_error(exc, "kms:DescribeKey", key) from exc
+        except BotoCoreError as exc:
+            raise describe_error(exc, "kms:DescribeKey", key) from exc
         return KeyFacts(metadata["Arn"], metadata, self.rotation_status(metadata))
 
     def rotation_status(self, metadata: dict[str, Any]) -> bool | None:
         """Return whether automatic rotation is on, or None when AWS cannot tell."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         if metadata.get("KeySpec") != "SYMMETRIC_DEFAULT":
             return None
@@ -273,6 +309,10 @@ class Kms:
             answer = self.client.get_key_rotation_status(KeyId=metadata["Arn"])
         except ClientError:
             return None
+        except BotoCoreError as exc:
+            raise describe_error(
+                exc, "kms:GetKeyRotationStatus", str(metadata["Arn"])
+            ) from exc
         return bool(answer.get("KeyRotationEnabled"))
 
     def alias_target(self, alias: str) -> str | None:

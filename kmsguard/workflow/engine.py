@@ -1,6 +1,6 @@
 """The generic engine: load a run, evaluate a step's guards, apply or refuse.
 
-The engine knows no procedure by name. A procedure is data (states, steps,
+The engine names no procedure. A procedure is data (states, steps,
 guard names); the work of each kind of step is a handler from the handler
 registry, and each guard a function from the guard registry.
 """
@@ -8,14 +8,15 @@ registry, and each guard a function from the guard registry.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kmsguard.workflow import machine
+from kmsguard.workflow.aws_faults import (
+    botocore_errors_as_failures,
+    explain_step_failure,
+)
 from kmsguard.workflow.context import Outcome, StepContext
 from kmsguard.workflow.errors import (
     Aborted,
@@ -26,6 +27,12 @@ from kmsguard.workflow.errors import (
     KmsguardError,
     Refused,
 )
+from kmsguard.workflow.intents import (
+    busy_conflict,
+    claim_evidence,
+    kill_point,
+    running_owner,
+)
 from kmsguard.workflow.procedure import Procedure, Step
 from kmsguard.workflow.records import (
     TERMINAL_STATES,
@@ -34,7 +41,6 @@ from kmsguard.workflow.records import (
     NewEvent,
     Run,
     RunChange,
-    parse_time,
 )
 
 if TYPE_CHECKING:
@@ -42,10 +48,6 @@ if TYPE_CHECKING:
     from kmsguard.workflow.store import SqliteStore
 
 log = logging.getLogger(__name__)
-
-# An intent whose process is gone, or older than this, is reconciled from AWS.
-# It exceeds the worst case of the AWS calls of one step with standard retries.
-INTENT_LEASE = timedelta(minutes=10)
 
 
 @dataclass
@@ -95,6 +97,7 @@ class Engine:
         ctx = self._context(procedure, procedure.start, env_name, None, params)
         handler = self._handler(procedure.start)
         handler.validate(ctx)
+        self._reconcile(ctx)
         existing = self.store.open_run(env_name)
         if existing is not None:
             raise Conflict(
@@ -141,13 +144,18 @@ class Engine:
         handler.validate(ctx)
         run = self._load_run(procedure, step, env_name)
         ctx.run = run
-        reconciled = self._reconcile(procedure, ctx)
+        reconciled = self._reconcile(ctx)
         if reconciled:
-            run = self.store.get_run(run.id)
-            ctx.run = run
+            ctx.run = self.store.get_run(run.id)
+            finished = self._finished_by_reconcile(ctx, reconciled)
+            if finished is not None:
+                return finished
         self._check_order(ctx)
-        handler.prepare(ctx)
+        with botocore_errors_as_failures(f"reading AWS for {step.command}", env_name):
+            handler.prepare(ctx)
         overridden = self._check_guards(ctx, record=True)
+        with botocore_errors_as_failures(f"reading AWS for {step.command}", env_name):
+            self._check_drift(ctx)
         if confirm is not None and not confirm(ctx):
             raise Aborted(
                 f"{procedure.name} {step.command} for {env_name!r} not confirmed; nothing was changed"
@@ -263,24 +271,9 @@ class Engine:
 
     def check_integrity(self, run: Run) -> None:
         """Stop writes to a run whose stored state does not match its audit log."""
-        from kmsguard.states import PROCEDURES
+        from kmsguard.workflow.audit import check_run
 
-        procedure = PROCEDURES.get(run.procedure)
-        if procedure is None or run.state not in procedure.states:
-            raise IntegrityError(
-                f"run {run.id} of {run.environment!r} has an unknown procedure or "
-                f"state ({run.procedure}, {run.state!r}); writes to it are stopped. "
-                "Run `kmsguard audit verify`"
-            )
-        self.store.check_run_head(run)
-        if run.state in procedure.confirmed_states and not self.store.confirmations(
-            run.id
-        ):
-            raise IntegrityError(
-                f"run {run.id} of {run.environment!r} is in state {run.state}, which "
-                "needs a recorded support confirmation, but none exists; writes to it "
-                "are stopped. Run `kmsguard audit verify`"
-            )
+        check_run(self.store, run)
 
     # Guards
 
@@ -304,13 +297,8 @@ class Engine:
         from kmsguard.workflow.guards import GUARDS
 
         results = [GUARDS[name](ctx) for name in ctx.step.guards]
-        accept_risk = (ctx.params.get("accept_risk") or "").strip()
-        unmet = [
-            r for r in results if not r.passed and not (r.overridable and accept_risk)
-        ]
-        overridden = [
-            r for r in results if not r.passed and r.overridable and accept_risk
-        ]
+        unmet = [r for r in results if not r.passed and not _override_reason(ctx, r)]
+        overridden = [r for r in results if not r.passed and _override_reason(ctx, r)]
         ctx.facts["guard_results"] = results
         if unmet:
             if record:
@@ -370,27 +358,77 @@ class Engine:
         assert ctx.run is not None
         run = ctx.run
         intent = handler.intent(ctx)
+        claimed: Event | None = None
         if intent is not None:
-            run = self._claim(ctx, intent)
+            run, claimed = self._claim(ctx, intent)
             ctx.run = run
         try:
-            outcome = handler.execute(ctx)
+            outcome = self._execute(ctx, handler, intent)
         except KmsguardError as exc:
-            if intent is not None:
-                self._record_failure(ctx, run, str(exc))
-            raise
-        if overridden:
-            outcome.evidence["accepted_risk"] = {
-                "reason": ctx.params.get("accept_risk"),
-                "operator": ctx.operator,
-                "guards": [r.to_dict() for r in overridden],
-            }
+            if claimed is None:
+                raise
+            return self._settle_failure(ctx, handler, claimed, exc)
+        # What prepare and the guards read goes on the applied event too.
+        for name, value in self._facts_evidence(ctx).items():
+            outcome.evidence.setdefault(name, value)
+        overrides = _override_evidence(ctx, overridden)
+        outcome.evidence.update(overrides)
+        outcome.notes.extend(
+            f"{name.replace('_', ' ')} by {entry['operator']}: {entry['reason']} "
+            f"(overrides {', '.join(g['guard'] for g in entry['guards'])})"
+            for name, entry in overrides.items()
+        )
+        for drift in ctx.facts.get("drift", []):
+            outcome.evidence.setdefault("drift", []).append(drift.to_dict())
+            outcome.notes.append(f"warning: {drift.reason}; see `{drift.recovery}`")
         return self._commit(ctx, run, outcome, resolves=run.pending_intent_id)
 
-    def _claim(self, ctx: StepContext, intent: dict[str, Any]) -> Run:
+    def _execute(
+        self, ctx: StepContext, handler: Any, intent: dict[str, Any] | None
+    ) -> Outcome:
+        """Run the handler's work, with the kill-test hooks around an AWS write."""
+        if intent is None:
+            return handler.execute(ctx)  # type: ignore[no-any-return]
+        kill_point("before_aws")
+        target = str(intent.get("key") or f"environment {ctx.env_name}")
+        with botocore_errors_as_failures(str(intent.get("action", "AWS")), target):
+            outcome: Outcome = handler.execute(ctx)
+        kill_point("after_aws")
+        return outcome
+
+    def _settle_failure(
+        self, ctx: StepContext, handler: Any, claimed: Event, error: KmsguardError
+    ) -> StepResult:
+        """Record a failed AWS write, unless AWS shows that it took effect.
+
+        An error can come after the write: a timeout on the response, or a read
+        that follows the write. The handler's reconcile reads AWS, as it does
+        after a crash, so a retry never repeats a write that happened.
+
+        Raises:
+            KmsguardError: the write did not take effect; the run's state is
+                unchanged and a "failed" event resolves the intent.
+        """
         assert ctx.run is not None
-        evidence = dict(intent)
-        evidence.update({"pid": os.getpid(), "host": socket.gethostname()})
+        run = ctx.run
+        try:
+            outcome = handler.reconcile(ctx, claimed)
+        except KmsguardError as exc:
+            log.warning("could not check whether %s took effect: %s", claimed.step, exc)
+            outcome = None
+        if outcome is not None:
+            outcome.notes.append(
+                f"AWS reported an error ({error}), but the change took effect, so "
+                "the step is recorded as applied"
+            )
+            return self._commit(ctx, run, outcome, resolves=claimed.id)
+        explained = explain_step_failure(ctx, error)
+        self._record_failure(ctx, run, str(explained))
+        raise explained
+
+    def _claim(self, ctx: StepContext, intent: dict[str, Any]) -> tuple[Run, Event]:
+        assert ctx.run is not None
+        evidence = claim_evidence(intent)
         event = NewEvent(
             step=ctx.step.name,
             outcome="intent",
@@ -402,15 +440,19 @@ class Engine:
             evidence=evidence,
         )
         change = RunChange(state=ctx.run.state, pending_intent=True)
-        run, _ = self._compare_and_set(ctx, ctx.run, change, event)
-        return run
+        return self._compare_and_set(ctx, ctx.run, change, event)
 
     def _compare_and_set(
-        self, ctx: StepContext, run: Run, change: RunChange, event: NewEvent
+        self,
+        ctx: StepContext,
+        run: Run,
+        change: RunChange,
+        event: NewEvent,
+        before_commit: Callable[[], None] | None = None,
     ) -> tuple[Run, Event]:
         """Compare-and-set; a lost race is recorded as a refusal and raised."""
         try:
-            return self.store.compare_and_set(run, change, event)
+            return self.store.compare_and_set(run, change, event, before_commit)
         except Conflict as conflict:
             current = self.store.get_run(run.id)
             lost = NewEvent(
@@ -435,7 +477,7 @@ class Engine:
             self.store.append_event(current, ctx.env_name, lost)
             raise
 
-    def _record_failure(self, ctx: StepContext, run: Run, message: str) -> None:
+    def _record_failure(self, ctx: StepContext, run: Run, message: str) -> Event:
         event = NewEvent(
             step=ctx.step.name,
             outcome="failed",
@@ -446,20 +488,24 @@ class Engine:
             message=message,
             resolves=run.pending_intent_id,
         )
-        self.store.compare_and_set(run, RunChange(state=run.state), event)
+        _, stored = self.store.compare_and_set(run, RunChange(state=run.state), event)
         log.info("step %s failed on run %d: %s", ctx.step.name, run.id, message)
+        return stored
 
     def _commit(
         self, ctx: StepContext, run: Run, outcome: Outcome, resolves: int | None
     ) -> StepResult:
         results = {
-            r.guard: r.passed or r.overridable
+            r.guard: r.passed or bool(_override_reason(ctx, r))
             for r in ctx.facts.get("guard_results", [])
         }
         dest = machine.fire(ctx.procedure, run.state, ctx.step, results)
         change = self._change(dest, outcome, close=dest in TERMINAL_STATES)
         event = self._event(ctx, outcome, "applied", run.state, dest, resolves)
-        run, stored = self._compare_and_set(ctx, run, change, event)
+        before_commit = None
+        if resolves is not None:
+            before_commit = lambda: kill_point("before_commit")  # noqa: E731
+        run, stored = self._compare_and_set(ctx, run, change, event, before_commit)
         log.info(
             "applied %s on run %d (%s -> %s) by %s",
             ctx.step.name,
@@ -525,66 +571,113 @@ class Engine:
 
     # Intents
 
-    def _reconcile(self, procedure: Procedure, ctx: StepContext) -> list[Event]:
-        """Resolve an interrupted AWS write of the run before anything else."""
-        run = ctx.run
-        if run is None or run.pending_intent_id is None:
-            return []
+    def _reconcile(self, ctx: StepContext) -> list[Event]:
+        """Resolve every interrupted AWS write of the environment, before anything else.
+
+        A closed run can hold one too (a recovery step on a completed run).
+        Returns the events that resolved them, oldest run first.
+
+        Raises:
+            Conflict: the process that claimed an intent may still be running.
+        """
+        resolved: list[Event] = []
+        for run in self.store.pending_intent_runs(ctx.env_name):
+            if ctx.run is None or run.id != ctx.run.id:
+                self.check_integrity(run)
+            resolved.append(self._reconcile_run(ctx, run))
+        return resolved
+
+    def _reconcile_run(self, ctx: StepContext, run: Run) -> Event:
+        from kmsguard.states import PROCEDURES
+
+        assert run.pending_intent_id is not None
         intent = self.store.get_event(run.pending_intent_id)
-        if intent is None:
+        if intent is None or intent.run_id != run.id or intent.outcome != "intent":
             raise IntegrityError(
                 f"run {run.id} points at intent event {run.pending_intent_id}, which "
-                "does not exist; run `kmsguard audit verify`"
+                "is not an intent of the run; writes to it are stopped. Run "
+                "`kmsguard audit verify`"
             )
-        try:
-            self._check_intent_abandoned(run, intent)
-        except Conflict as busy:
-            self._refuse_busy(ctx, busy)
-            raise
+        owner = running_owner(intent)
+        if owner:
+            busy = busy_conflict(run, intent, owner)
+            self._record_refusal(ctx, run, str(busy), busy.unmet)
+            raise busy
+        procedure = PROCEDURES[run.procedure]
         step = procedure.step(intent.step)
-        intent_ctx = self._context(
-            procedure, step, ctx.env_name, run, dict(intent.evidence.get("params", {}))
-        )
-        outcome = self._handler(step).reconcile(intent_ctx, intent)
+        params = dict(intent.evidence.get("params", {}))
+        intent_ctx = self._context(procedure, step, ctx.env_name, run, params)
+        with botocore_errors_as_failures(f"reconciling {step.command}", ctx.env_name):
+            intent_ctx.identify_caller()
+            outcome = self._handler(step).reconcile(intent_ctx, intent)
         if outcome is None:
-            message = f"reconciled: the interrupted {step.command} did not take effect"
-            self._record_failure(intent_ctx, run, message)
-            return [self.store.run_events(run.id)[-1]]
-        outcome.message = f"reconciled: the interrupted {step.command} took effect"
+            message = (
+                f"reconciled: the interrupted {step.command} (intent event "
+                f"{intent.id}) did not take effect in AWS; it is recorded as failed"
+            )
+            log.warning("run %d: %s", run.id, message)
+            return self._record_failure(intent_ctx, run, message)
+        outcome.message = (
+            f"reconciled: the interrupted {step.command} (intent event {intent.id}) "
+            f"took effect in AWS; {outcome.message or 'it is recorded as applied'}"
+        )
         intent_ctx.facts["guard_results"] = [
             GuardResult(name, True, "checked before the intent was recorded")
             for name in step.guards
         ]
         result = self._commit(intent_ctx, run, outcome, resolves=intent.id)
-        return [result.event]
+        log.warning("run %d: %s", run.id, outcome.message)
+        return result.event
 
-    def _refuse_busy(self, ctx: StepContext, busy: Conflict) -> None:
+    def _finished_by_reconcile(
+        self, ctx: StepContext, reconciled: list[Event]
+    ) -> StepResult | None:
+        """Return the result of a step that reconciling just completed, or None.
+
+        Running an interrupted step again is the natural retry. When AWS shows
+        that the step took effect, the reconciliation is the command's result,
+        and the command changes nothing more.
+        """
         assert ctx.run is not None
+        run_id = ctx.run.id
+        event = next((e for e in reconciled if e.run_id == run_id), None)
+        if event is None or event.outcome != "applied" or event.step != ctx.step.name:
+            return None
+        outcome = Outcome(
+            evidence=event.evidence,
+            notes=[f"{ctx.step.command} had already taken effect; nothing more to do"],
+        )
+        return self._result(ctx.procedure, ctx.run, event, outcome)
+
+    def _check_drift(self, ctx: StepContext) -> None:
+        """Refuse a step when a key's live state or policy drifted from the run.
+
+        Drift that does not stop the step goes on its event and its notes.
+        """
+        from kmsguard.workflow.drift import drift_applies, step_drift
+
+        if not drift_applies(ctx.step):
+            return
+        drifts = step_drift(ctx)
+        blocking = [drift.guard_result() for drift in drifts if drift.blocking]
+        if blocking:
+            self._refuse(ctx, blocking, blocking)
+        ctx.facts["drift"] = drifts
+
+    def _record_refusal(
+        self, ctx: StepContext, run: Run, message: str, unmet: list[GuardResult]
+    ) -> None:
         event = NewEvent(
             step=ctx.step.name,
             outcome="refused",
             operator=ctx.operator,
-            from_state=ctx.run.state,
-            to_state=ctx.run.state,
-            message=str(busy),
-            evidence={"guards": [r.to_dict() for r in busy.unmet]},
+            from_state=run.state,
+            to_state=run.state,
+            caller_arn=ctx.caller_arn,
+            message=message,
+            evidence={"guards": [r.to_dict() for r in unmet]},
         )
-        self.store.append_event(ctx.run, ctx.env_name, event)
-
-    @staticmethod
-    def _check_intent_abandoned(run: Run, intent: Event) -> None:
-        started = parse_time(intent.created_at)
-        age = datetime.now(UTC) - started
-        same_host = intent.evidence.get("host") == socket.gethostname()
-        pid = intent.evidence.get("pid")
-        alive = same_host and isinstance(pid, int) and _process_alive(pid)
-        if alive and age < INTENT_LEASE:
-            raise Conflict(
-                f"another operator's {intent.step} on run {run.id} of "
-                f"{run.environment!r} is in progress (process {pid} since "
-                f"{intent.created_at}); wait for it, then run `kmsguard status "
-                f"{run.environment}`"
-            )
+        self.store.append_event(run, ctx.env_name, event)
 
     def _handler(self, step: Step) -> Any:
         from kmsguard.workflow.handlers import HANDLERS
@@ -598,13 +691,26 @@ def _guards() -> dict[str, Any]:
     return GUARDS
 
 
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _override_reason(ctx: StepContext, result: GuardResult) -> str:
+    """Return the reason given to override a guard result, or "" when none applies."""
+    param = result.override_param
+    return str(ctx.params.get(param) or "").strip() if param else ""
+
+
+def _override_evidence(
+    ctx: StepContext, overridden: list[GuardResult]
+) -> dict[str, Any]:
+    """Record each override, keyed accepted_risk for accept_risk and so on."""
+    evidence: dict[str, Any] = {}
+    for result in overridden:
+        param = result.override_param
+        entry = evidence.setdefault(
+            "accepted_" + param.removeprefix("accept_"),
+            {
+                "reason": _override_reason(ctx, result),
+                "operator": ctx.operator,
+                "guards": [],
+            },
+        )
+        entry["guards"].append(result.to_dict())
+    return evidence

@@ -59,6 +59,16 @@ class GuardResult:
     next: str = ""
     overridable: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    # The step parameter whose non-empty reason overrides this failed result,
+    # when it is not accept_risk; overridable=True means accept_risk.
+    override: str = ""
+
+    @property
+    def override_param(self) -> str:
+        """The step parameter that overrides this result when it fails, or ""."""
+        if self.override:
+            return self.override
+        return "accept_risk" if self.overridable else ""
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -9,7 +9,9 @@ from __future__ import annotations
 from kmsguard.workflow.aws import KeyFacts
 from kmsguard.workflow.context import Guard, StepContext
 from kmsguard.workflow.errors import GuardResult
+from kmsguard.workflow.evidence_guards import EVIDENCE_GUARDS
 from kmsguard.workflow.keys import KEY_CHECKS, KeyExpectations, run_key_check
+from kmsguard.workflow.procedure_guards import PROCEDURE_GUARDS
 from kmsguard.workflow.records import parse_time
 
 
@@ -170,3 +172,5 @@ GUARDS.update(
         "policy_checks_pass": policy_checks_pass,
     }
 )
+GUARDS.update(PROCEDURE_GUARDS)
+GUARDS.update(EVIDENCE_GUARDS)

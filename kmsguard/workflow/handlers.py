@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from kmsguard.workflow import protection_steps
 from kmsguard.workflow.context import Outcome, StepContext
 from kmsguard.workflow.errors import InvalidInput
 from kmsguard.workflow.identifiers import parse_key_reference
@@ -52,6 +53,7 @@ class RecordKey(BaseHandler):
     def validate(self, ctx: StepContext) -> None:
         key = str(ctx.params.get("key") or "")
         parse_key_reference(key)
+        protection_steps.validate_start(ctx)
 
     def prepare(self, ctx: StepContext) -> None:
         ctx.identify_caller()
@@ -59,23 +61,61 @@ class RecordKey(BaseHandler):
 
     def execute(self, ctx: StepContext) -> Outcome:
         facts = ctx.facts["key"]
-        return Outcome(
+        outcome = Outcome(
             updates={"current_key_arn": facts.arn},
             evidence={"key": facts.to_evidence()},
             message=f"current key {facts.arn}",
         )
+        # With --protect, the policy is checked here, before the run exists;
+        # the statement is written once the run can record its intent.
+        return protection_steps.plan_at_start(ctx, facts.arn, outcome)
 
 
 class Complete(BaseHandler):
+    """Close the run; a protection statement still in place is removed first."""
+
+    def prepare(self, ctx: StepContext) -> None:
+        protection_steps.prepare_recorded_removal(ctx)
+
+    def intent(self, ctx: StepContext) -> dict[str, Any] | None:
+        return protection_steps.removal_intent(ctx)
+
     def execute(self, ctx: StepContext) -> Outcome:
-        return Outcome(message="run completed")
+        change = protection_steps.apply_planned(ctx)
+        outcome = Outcome(message="run completed")
+        return protection_steps.record(ctx, outcome, change, ctx.step.command)
+
+    def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
+        outcome = Outcome(message="run completed")
+        return protection_steps.reconcile_removal(
+            ctx, intent, outcome, ctx.step.command
+        )
 
 
 class Cancel(BaseHandler):
+    """Close the run before the key is retired, removing its protection statement."""
+
     def validate(self, ctx: StepContext) -> None:
         require_text(ctx, "reason", "--reason", '"switching to another key"')
 
+    def prepare(self, ctx: StepContext) -> None:
+        protection_steps.prepare_recorded_removal(ctx)
+
+    def intent(self, ctx: StepContext) -> dict[str, Any] | None:
+        return protection_steps.removal_intent(ctx)
+
     def execute(self, ctx: StepContext) -> Outcome:
+        change = protection_steps.apply_planned(ctx)
+        outcome = self.outcome(ctx)
+        return protection_steps.record(ctx, outcome, change, ctx.step.command)
+
+    def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
+        return protection_steps.reconcile_removal(
+            ctx, intent, self.outcome(ctx), ctx.step.command
+        )
+
+    @staticmethod
+    def outcome(ctx: StepContext) -> Outcome:
         reason = str(ctx.params["reason"]).strip()
         return Outcome(evidence={"reason": reason}, message=f"cancelled: {reason}")
 
@@ -179,5 +219,10 @@ def _import_handlers() -> dict[str, Any]:
     }
 
 
-HANDLERS: dict[str, Any] = _import_handlers()
+def _import_procedure_handlers() -> dict[str, Any]:
+    from kmsguard.workflow.procedure_handlers import PROCEDURE_HANDLERS
 
+    return PROCEDURE_HANDLERS
+
+
+HANDLERS: dict[str, Any] = {**_import_handlers(), **_import_procedure_handlers()}

@@ -6,9 +6,15 @@ import json
 import logging
 from typing import Any
 
+from kmsguard.workflow import protection_steps
 from kmsguard.workflow.aws import KeyFacts
 from kmsguard.workflow.context import Outcome, StepContext
+from kmsguard.workflow.drift import applied_policy_update
 from kmsguard.workflow.errors import InvalidInput, OperationFailed
+from kmsguard.workflow.evidence_environment import (
+    validate_deletion_params,
+    validate_disable_params,
+)
 from kmsguard.workflow.handlers import BaseHandler
 from kmsguard.workflow.identifiers import (
     parse_key_reference,
@@ -108,9 +114,16 @@ class NewKey(BaseHandler):
     def _create(self, ctx: StepContext) -> KeyFacts:
         kms = ctx.kms
         tags = {RUN_TAG: run_tag_value(ctx), ENVIRONMENT_TAG: ctx.env_name}
-        arn = kms.create_key(
-            f"kmsguard {ctx.procedure.name} key for {ctx.env_name}", tags
-        )
+        try:
+            arn = kms.create_key(
+                f"kmsguard {ctx.procedure.name} key for {ctx.env_name}", tags
+            )
+        except OperationFailed as exc:
+            # An error response from AWS means that no key was created. An
+            # error without one (a timeout) leaves it open, for reconcile.
+            ctx.facts["create_rejected"] = bool(getattr(exc, "aws_code", ""))
+            raise
+        ctx.facts["created_key_arn"] = arn
         return self._finish(ctx, arn)
 
     def _finish(self, ctx: StepContext, arn: str) -> KeyFacts:
@@ -132,10 +145,17 @@ class NewKey(BaseHandler):
         return facts
 
     def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
+        """Adopt the key an interrupted create made, found by its run tag.
+
+        In the process that made the call, the key ARN CreateKey returned is
+        used, so the account's keys are listed only after a crash.
+        """
         tag = intent.evidence.get("tag", {}).get(RUN_TAG)
-        if not tag:
+        if not tag or ctx.facts.get("create_rejected"):
             return None
-        arn = ctx.kms.find_key_by_tag(RUN_TAG, str(tag))
+        arn = ctx.facts.get("created_key_arn") or ctx.kms.find_key_by_tag(
+            RUN_TAG, str(tag)
+        )
         if arn is None:
             return None
         ctx.identify_caller()
@@ -223,6 +243,8 @@ class ApplyPolicy(BaseHandler):
             "action": "kms:PutKeyPolicy",
             "key": ctx.target_key(),
             "policy": text,
+            # Committed before the write, so the backup survives a crash.
+            "previous_policy": ctx.facts["current_policy_text"],
             "params": _json_params(ctx),
         }
 
@@ -240,11 +262,13 @@ class ApplyPolicy(BaseHandler):
                 "applied or fails its checks; the previous policy is backed up, see "
                 f"`kmsguard history {ctx.env_name}`"
             )
+        form = str(ctx.params["pipeline_principal"])
         return Outcome(
+            data_updates=applied_policy_update(ctx.run, key_arn, text, form),
             evidence={
                 "key": key_arn,
                 "policy_diff": ctx.facts["policy_diff"],
-                "form": ctx.params["pipeline_principal"],
+                "form": form,
             },
             message=f"key policy applied to {key_arn}",
             backups=(
@@ -259,10 +283,20 @@ class ApplyPolicy(BaseHandler):
 
         key_arn = str(intent.evidence.get("key"))
         current = json.loads(ctx.kms.get_key_policy(key_arn))
-        intended = json.loads(str(intent.evidence.get("policy")))
-        if not policy.same_statements(current, intended):
+        text = str(intent.evidence.get("policy"))
+        if not policy.same_statements(current, json.loads(text)):
             return None
-        return Outcome(evidence={"key": key_arn})
+        form = str(intent.evidence.get("params", {}).get("pipeline_principal", "root"))
+        previous = intent.evidence.get("previous_policy")
+        backups: tuple[PolicyBackup, ...] = ()
+        if isinstance(previous, str):
+            backups = (PolicyBackup(key_arn, previous, "before apply-policy"),)
+        return Outcome(
+            data_updates=applied_policy_update(ctx.run, key_arn, text, form),
+            evidence={"key": key_arn, "form": form},
+            message=f"key policy applied to {key_arn}",
+            backups=backups,
+        )
 
 
 class KeyStateHandler(BaseHandler):
@@ -293,13 +327,31 @@ class KeyStateHandler(BaseHandler):
 
 
 class DisableKey(KeyStateHandler):
+    """Disable the key; a protection statement is narrowed to let DisableKey through."""
+
     action = "kms:DisableKey"
     result_state = "Disabled"
 
+    def validate(self, ctx: StepContext) -> None:
+        validate_disable_params(ctx.params)
+
+    def prepare(self, ctx: StepContext) -> None:
+        super().prepare(ctx)
+        protection_steps.prepare_narrowing(ctx)
+
+    def intent(self, ctx: StepContext) -> dict[str, Any] | None:
+        return protection_steps.with_intent(ctx, super().intent(ctx) or {})
+
     def execute(self, ctx: StepContext) -> Outcome:
         key_arn = ctx.target_key()
-        ctx.kms.disable_key(key_arn)
-        return self.outcome(ctx, ctx.kms.describe(key_arn))
+        change = protection_steps.apply_planned(ctx)
+        protection_steps.call_allowed(ctx, change, lambda: ctx.kms.disable_key(key_arn))
+        outcome = self.outcome(ctx, ctx.kms.describe(key_arn))
+        return protection_steps.record(ctx, outcome, change, ctx.step.command)
+
+    def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
+        outcome = super().reconcile(ctx, intent)
+        return protection_steps.reconcile_record(ctx, intent, outcome, ctx.step.command)
 
     def outcome(self, ctx: StepContext, facts: KeyFacts) -> Outcome:
         return Outcome(
@@ -326,11 +378,28 @@ class ScheduleDeletion(KeyStateHandler):
                 "30 days; give a value in that range (default 30)"
             )
         ctx.params["window_days"] = days
+        validate_deletion_params(ctx.params)
+
+    def prepare(self, ctx: StepContext) -> None:
+        super().prepare(ctx)
+        protection_steps.prepare_removal(ctx, ctx.target_key())
+
+    def intent(self, ctx: StepContext) -> dict[str, Any] | None:
+        return protection_steps.with_intent(ctx, super().intent(ctx) or {})
 
     def execute(self, ctx: StepContext) -> Outcome:
         key_arn = ctx.target_key()
-        ctx.kms.schedule_key_deletion(key_arn, int(ctx.params["window_days"]))
-        return self.outcome(ctx, ctx.kms.describe(key_arn))
+        days = int(ctx.params["window_days"])
+        change = protection_steps.apply_planned(ctx)
+        protection_steps.call_allowed(
+            ctx, change, lambda: ctx.kms.schedule_key_deletion(key_arn, days)
+        )
+        outcome = self.outcome(ctx, ctx.kms.describe(key_arn))
+        return protection_steps.record(ctx, outcome, change, ctx.step.command)
+
+    def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
+        outcome = super().reconcile(ctx, intent)
+        return protection_steps.reconcile_record(ctx, intent, outcome, ctx.step.command)
 
     def outcome(self, ctx: StepContext, facts: KeyFacts) -> Outcome:
         evidence = facts.to_evidence()

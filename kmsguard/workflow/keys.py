@@ -33,7 +33,7 @@ class KeyCheck:
 
 @dataclass(frozen=True)
 class KeyExpectations:
-    """What the environment and the run expect of a key."""
+    """The region, owner account and excluded key that a step expects of a key."""
 
     region: str
     account: str | None = None  # the operator's account, from STS
@@ -117,6 +117,15 @@ def check_not_other(facts: KeyFacts, expected: KeyExpectations) -> KeyCheck:
 def check_rotation(facts: KeyFacts, _: KeyExpectations) -> KeyCheck:
     if facts.rotation_enabled:
         return KeyCheck("key_rotation", "passed", "automatic rotation is on")
+    if facts.rotation_enabled is None:
+        # GetKeyRotationStatus was not called (the key cannot rotate) or failed.
+        return KeyCheck(
+            "key_rotation",
+            "warning",
+            f"whether automatic rotation is on for {facts.arn} is unknown",
+            "use a symmetric customer managed key with KMS key material, and "
+            "allow kms:GetKeyRotationStatus to the credentials in use",
+        )
     return KeyCheck(
         "key_rotation",
         "warning",
@@ -179,12 +188,20 @@ ALL_KEY_CHECKS = (
 )
 
 
+# Checks that judge the key ARN alone, so they also run on a key that could
+# not be read (a key ARN outside the environment's region is never read).
+ARN_CHECKS = frozenset({"key_region", "key_owner", "key_not_current"})
+# Checks that at worst warn.
+ADVISORY_CHECKS = frozenset({"key_rotation"})
+
+
 def run_key_check(name: str, facts: KeyFacts, expected: KeyExpectations) -> KeyCheck:
-    if len(facts.metadata) <= 1 and name != "key_region":
+    """Run one named check; the step guards and `check key` both call this."""
+    if len(facts.metadata) <= 1 and name not in ARN_CHECKS:
         # Only the ARN is known, because the key is outside the region.
         return KeyCheck(
             name,
-            "failed",
+            "warning" if name in ADVISORY_CHECKS else "failed",
             f"key {facts.arn} could not be read in {expected.region}",
             "use a key in the environment's region",
         )

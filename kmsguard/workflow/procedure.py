@@ -42,6 +42,24 @@ class Step:
 
 
 @dataclass(frozen=True)
+class KeyExpectation:
+    """The AWS key states one of the run's keys must read in some run states.
+
+    The engine compares them with the live key before each step, and `status
+    --live` reports any difference as drift.
+
+    Attributes:
+        target: the run's key, "current" or "new".
+        run_states: the run states the expectation applies in.
+        key_states: the KeyState values allowed, for example ("Enabled",).
+    """
+
+    target: str
+    run_states: tuple[str, ...]
+    key_states: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Procedure:
     """A whole procedure: states in order, the start step and every other step."""
 
@@ -56,6 +74,8 @@ class Procedure:
     key_retired_states: tuple[str, ...] = field(default_factory=tuple)
     # States a run can only be in with a support confirmation recorded.
     confirmed_states: tuple[str, ...] = field(default_factory=tuple)
+    # The AWS state each recorded key must read while the run is in a state.
+    key_expectations: tuple[KeyExpectation, ...] = field(default_factory=tuple)
 
     @property
     def initial(self) -> str:
@@ -67,10 +87,23 @@ class Procedure:
                 return step
         raise KeyError(f"procedure {self.name} has no step {name!r}")
 
+    def expected_key_states(self, state: str, target: str) -> tuple[str, ...]:
+        """Return the KeyState values the run's `target` key may read in `state`.
+
+        An empty tuple means the procedure expects nothing of that key there.
+        """
+        allowed: tuple[str, ...] = ()
+        for expectation in self.key_expectations:
+            if expectation.target == target and state in expectation.run_states:
+                allowed += expectation.key_states
+        return allowed
+
     def steps_from(self, state: str) -> list[Step]:
         """Return the steps that may start from a state, in declaration order."""
         return [step for step in self.steps if state in step.sources]
 
     def command_for(self, step: Step, environment: str) -> str:
-        text = f"kmsguard {self.name} {step.command} {environment}"
+        # Recovery steps of every procedure share the `kmsguard recover` group.
+        group = "recover" if step.recovery else self.name
+        text = f"kmsguard {group} {step.command} {environment}"
         return f"{text} {step.usage}" if step.usage else text

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 TERMINAL_STATES = frozenset({"completed", "cancelled"})
+# The state a cancel step leads to. Cancelling needs neither AWS nor agreement
+# between the run and its keys, so no drift check blocks it.
+CANCELLED_STATE = "cancelled"
 
 
 def utc_now() -> str:
@@ -120,6 +124,9 @@ class Event:
     created_at: str
     prev_hash: str
     hash: str
+    # SHA-256 of the run row as this event left it; None on events written
+    # before the digest existed and on events of no run.
+    run_digest: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +147,7 @@ class Event:
             "created_at": self.created_at,
             "prev_hash": self.prev_hash,
             "hash": self.hash,
+            "run_digest": self.run_digest,
         }
 
 
@@ -207,7 +215,11 @@ class Store(Protocol):
     ) -> tuple[Run, Event]: ...
 
     def compare_and_set(
-        self, run: Run, change: RunChange, event: NewEvent
+        self,
+        run: Run,
+        change: RunChange,
+        event: NewEvent,
+        before_commit: Callable[[], None] | None = None,
     ) -> tuple[Run, Event]: ...
 
     def append_event(

@@ -38,7 +38,7 @@ def status_rows(app: App, environment: str | None) -> list[dict[str, Any]]:
             "state": None,
             "run_id": None,
             "state_age": None,
-            "next": f"kmsguard rotation start {env.name} --current-key KEY",
+            "next": start_hint(app, env.name),
             "unresolved_intent": None,
         }
         if run is not None:
@@ -56,6 +56,21 @@ def status_rows(app: App, environment: str | None) -> list[dict[str, Any]]:
             row["unresolved_intent"] = _intent(app, run.pending_intent_id)
         rows.append(row)
     return rows
+
+
+def start_hint(app: App, environment: str) -> str:
+    """Return the command that opens the next run of an environment with none open.
+
+    The newest completed run shows which key the pipeline uses now. After an
+    onboarding or a rotation, its new key is the key to rotate from. After a
+    disablement, or before any run, the next key comes from an onboarding.
+    """
+    completed = [run for run in app.store.runs(environment) if run.state == "completed"]
+    last = completed[-1] if completed else None
+    if last is None or last.procedure == "disablement":
+        return f"kmsguard onboarding start {environment}"
+    key = last.new_key_arn or "KEY"
+    return f"kmsguard rotation start {environment} --current-key {key}"
 
 
 def _intent(app: App, event_id: int | None) -> dict[str, Any] | None:

@@ -103,6 +103,33 @@ def initial(db: Any) -> None:
         db.execute(statement)
 
 
+# The run digest ties each event to the run row it left behind, so a run row
+# edited with sqlite3 (its keys, ticket or state) fails the check on load.
+# chain_head keeps the newest event's id and hash, so deleting the newest
+# events, which no later event links to, still fails `audit verify`.
+RUN_DIGEST_AND_CHAIN_HEAD = """
+ALTER TABLE events ADD COLUMN run_digest TEXT;
+CREATE TABLE chain_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    event_id INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO chain_head (id, event_id, hash)
+    SELECT 1, id, hash FROM events ORDER BY id DESC LIMIT 1;
+CREATE TRIGGER events_chain_head AFTER INSERT ON events
+BEGIN
+    INSERT OR REPLACE INTO chain_head (id, event_id, hash)
+        VALUES (1, NEW.id, NEW.hash);
+END;
+"""
+
+
+@migrations(name="0002_run_digest_and_chain_head")
+def run_digest_and_chain_head(db: Any) -> None:
+    for statement in split_statements(RUN_DIGEST_AND_CHAIN_HEAD):
+        db.execute(statement)
+
+
 def split_statements(script: str) -> list[str]:
     """Split DDL on semicolons that end a statement, keeping trigger bodies whole."""
     statements, current = [], []

@@ -7,18 +7,28 @@ commit together or not at all, and two processes never both win a step.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
+from kmsguard.workflow.chain import (
+    CONFIRMATION_FIELDS,
+    GENESIS_HASH,
+    confirmation_problem,
+    event_hash,
+    head_problem,
+    link_problem,
+    run_digest,
+    tail_problem,
+)
 from kmsguard.workflow.errors import Conflict, IntegrityError, InvalidInput, LockTimeout
 from kmsguard.workflow.records import (
     Confirmation,
@@ -34,26 +44,9 @@ from kmsguard.workflow.schema import apply_migrations
 
 log = logging.getLogger(__name__)
 
-GENESIS_HASH = "0" * 64
+# How long a write waits for another process's lock before LockTimeout.
 BUSY_TIMEOUT_SECONDS = 10.0
-HASHED_FIELDS = (
-    "id",
-    "run_id",
-    "environment",
-    "procedure",
-    "step",
-    "outcome",
-    "from_state",
-    "to_state",
-    "run_version",
-    "operator",
-    "caller_arn",
-    "message",
-    "evidence",
-    "resolves",
-    "created_at",
-    "prev_hash",
-)
+BUSY_TIMEOUT_VARIABLE = "KMSGUARD_BUSY_TIMEOUT"
 RUN_COLUMNS = (
     "current_key_arn",
     "new_key_arn",
@@ -62,24 +55,52 @@ RUN_COLUMNS = (
 )
 
 
-def event_hash(row: dict[str, Any]) -> str:
-    """Return the SHA-256 of an event row's hashed fields, as hex."""
-    payload = {name: row[name] for name in HASHED_FIELDS}
-    return hashlib.sha256(dumps(payload).encode()).hexdigest()
+def busy_timeout() -> float:
+    """Return the lock wait in seconds: KMSGUARD_BUSY_TIMEOUT, else the default.
+
+    Raises:
+        InvalidInput: the variable is not a number of seconds from 0 to 3600.
+    """
+    text = os.environ.get(BUSY_TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return BUSY_TIMEOUT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise InvalidInput(
+            f"invalid {BUSY_TIMEOUT_VARIABLE}={text!r}: give the seconds to wait "
+            "for another kmsguard process, from 0 to 3600 (default 10)"
+        )
+    return seconds
 
 
 def create_private_file(path: Path) -> None:
-    """Create the database file with mode 0600 before SQLite opens it."""
+    """Create the database file with mode 0600 before SQLite opens it.
+
+    SQLite gives the -wal and -shm files it creates the database file's mode.
+    An existing file keeps its mode; a mode open to group or others is logged.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         descriptor = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(descriptor)
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning(
+            "database %s has mode %o, readable by other users; run `chmod 600 %s`",
+            path,
+            mode,
+            path,
+        )
 
 
 class SqliteStore:
     """Runs, events and confirmations in one local SQLite file."""
 
-    def __init__(self, path: str | Path, timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+    def __init__(self, path: str | Path, timeout: float | None = None) -> None:
         self.path = Path(path)
         if self.path.is_dir():
             raise InvalidInput(
@@ -88,7 +109,9 @@ class SqliteStore:
             )
         create_private_file(self.path)
         connection = sqlite3.connect(
-            str(self.path), timeout=timeout, isolation_level=None
+            str(self.path),
+            timeout=busy_timeout() if timeout is None else timeout,
+            isolation_level=None,
         )
         self.db = Database(connection)
         self.conn = connection
@@ -139,6 +162,20 @@ class SqliteStore:
             raise
         with self._translate_lock_errors("committing"):
             self.conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Run the block's reads in one read transaction: one consistent view."""
+        if self.conn.in_transaction:
+            yield
+            return
+        with self._translate_lock_errors("reading"):
+            self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
 
     # Environments
 
@@ -191,8 +228,19 @@ class SqliteStore:
         )
         return [self._run_from_row(row) for row in rows]
 
+    def pending_intent_runs(self, environment: str) -> list[Run]:
+        """Return the environment's runs, open or closed, with an unresolved intent."""
+        rows = self.db.table("runs").rows_where(
+            "environment = ? AND pending_intent_id IS NOT NULL",
+            [environment],
+            order_by="id",
+        )
+        return [self._run_from_row(row) for row in rows]
+
     def open_runs(self) -> list[Run]:
-        rows = self.db.table("runs").rows_where("closed_at IS NULL", order_by="environment")
+        rows = self.db.table("runs").rows_where(
+            "closed_at IS NULL", order_by="environment"
+        )
         return [self._run_from_row(row) for row in rows]
 
     def _one_run(self, where: str, params: list[Any]) -> Run | None:
@@ -240,9 +288,16 @@ class SqliteStore:
             return self._apply(run, change, event)
 
     def compare_and_set(
-        self, run: Run, change: RunChange, event: NewEvent
+        self,
+        run: Run,
+        change: RunChange,
+        event: NewEvent,
+        before_commit: Callable[[], None] | None = None,
     ) -> tuple[Run, Event]:
         """Apply a change and its event if the run is still at `run.version`.
+
+        `before_commit` is called inside the transaction, after every write
+        and before COMMIT (the kill tests stop the process there).
 
         Raises:
             Conflict: another process changed the run since it was loaded.
@@ -255,11 +310,38 @@ class SqliteStore:
                     f"{run.environment!r} to {current.state} at {current.updated_at}; "
                     f"run `kmsguard status {run.environment}` and try again"
                 )
-            return self._apply(current, change, event)
+            result = self._apply(current, change, event)
+            if before_commit is not None:
+                before_commit()
+            return result
 
     def _apply(self, run: Run, change: RunChange, event: NewEvent) -> tuple[Run, Event]:
+        if change.confirmation is not None:
+            # The event carries the confirmation it writes, so that
+            # confirmations() can check each row against its event.
+            evidence = dict(event.evidence)
+            evidence["confirmation"] = change.confirmation.to_dict()
+            event = replace(event, evidence=evidence)
         now = utc_now()
-        version = run.version + 1
+        event_id = self._chain_tail()[0] + 1
+        row = self._raw_run(run.id)
+        row.update(self._changed_columns(run, change, now))
+        row["pending_intent_id"] = event_id if change.pending_intent else None
+        stored = self._insert_event(
+            run,
+            run.environment,
+            run.procedure,
+            event,
+            version=row["version"],
+            digest=run_digest(row),
+        )
+        row["head_hash"] = stored.hash
+        self._update_run(run, row)
+        self._insert_side_records(run.id, stored.id, change, now)
+        return self.get_run(run.id), stored
+
+    @staticmethod
+    def _changed_columns(run: Run, change: RunChange, now: str) -> dict[str, Any]:
         data = dict(run.data)
         data.update(change.data_updates)
         closed_at = run.closed_at
@@ -267,22 +349,23 @@ class SqliteStore:
             closed_at = now
         elif change.reopen:
             closed_at = None
-        stored = self._insert_event(
-            run, run.environment, run.procedure, event, version=version
-        )
         row: dict[str, Any] = {
             "state": change.state,
-            "version": version,
+            "version": run.version + 1,
             "updated_at": now,
             "closed_at": closed_at,
             "data": dumps(data),
-            "head_hash": stored.hash,
-            "pending_intent_id": stored.id if change.pending_intent else None,
         }
         row.update({k: v for k, v in change.updates.items() if k in RUN_COLUMNS})
-        self._update_run(run, row)
-        self._insert_side_records(run.id, stored.id, change, now)
-        return self.get_run(run.id), stored
+        return row
+
+    def _raw_run(self, run_id: int) -> dict[str, Any]:
+        """Return a run row as stored, with `data` as JSON text."""
+        cursor = self.conn.execute("SELECT * FROM runs WHERE id = ?", [run_id])
+        values = cursor.fetchone()
+        if values is None:
+            raise InvalidInput(f"run {run_id} not found")
+        return dict(zip([c[0] for c in cursor.description], values, strict=True))
 
     def _update_run(self, run: Run, row: dict[str, Any]) -> None:
         try:
@@ -315,16 +398,33 @@ class SqliteStore:
     # Events
 
     def append_event(self, run: Run | None, environment: str, event: NewEvent) -> Event:
-        """Append an event that does not change a run's state (a refusal, a note)."""
+        """Append an event that does not change a run's state (a refusal, a note).
+
+        The event records the state the run is in when it is written, which
+        may be newer than the state the caller loaded: another process can
+        move the run in between, and the newest event must match the run.
+        """
         with self.immediate():
             if run is None:
                 return self._insert_event(None, environment, None, event)
-            current = self.get_run(run.id)
+            current = self._raw_run(run.id)
             stored = self._insert_event(
-                current, environment, current.procedure, event, version=current.version
+                run,
+                environment,
+                current["procedure"],
+                replace(event, from_state=current["state"], to_state=current["state"]),
+                version=current["version"],
+                digest=run_digest(current),
             )
-            self.db.table("runs").update(current.id, {"head_hash": stored.hash})
+            self.db.table("runs").update(run.id, {"head_hash": stored.hash})
             return stored
+
+    def _chain_tail(self) -> tuple[int, str]:
+        """Return the id and hash of the newest event, or (0, genesis)."""
+        last = self.conn.execute(
+            "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return (int(last[0]), str(last[1])) if last else (0, GENESIS_HASH)
 
     def _insert_event(
         self,
@@ -333,12 +433,11 @@ class SqliteStore:
         procedure: str | None,
         event: NewEvent,
         version: int | None = None,
+        digest: str | None = None,
     ) -> Event:
-        last = self.conn.execute(
-            "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+        last_id, last_hash = self._chain_tail()
         row: dict[str, Any] = {
-            "id": (last[0] + 1) if last else 1,
+            "id": last_id + 1,
             "run_id": run.id if run else None,
             "environment": environment,
             "procedure": procedure,
@@ -353,7 +452,8 @@ class SqliteStore:
             "evidence": dumps(event.evidence),
             "resolves": event.resolves,
             "created_at": utc_now(),
-            "prev_hash": last[1] if last else GENESIS_HASH,
+            "prev_hash": last_hash,
+            "run_digest": digest,
         }
         row["hash"] = event_hash(row)
         self.db.table("events").insert(row)
@@ -380,12 +480,37 @@ class SqliteStore:
         return self._event_from_row(rows[0]) if rows else None
 
     def confirmations(self, run_id: int) -> list[Confirmation]:
-        rows = self.db.execute(
-            "SELECT ticket_id, confirmed_by, confirmed_at, message, recorded_by, "
-            "recorded_at FROM confirmations WHERE run_id = ? ORDER BY id",
-            [run_id],
+        """Return the run's confirmations, each checked against its audit event.
+
+        The disable guards trust these rows, so a row that no event of the run
+        backs (inserted or edited with a SQLite tool) stops the step.
+
+        Raises:
+            IntegrityError: a confirmation row does not match its event.
+        """
+        rows = self._rows(
+            "SELECT * FROM confirmations WHERE run_id = ? ORDER BY id", [run_id]
+        )
+        for row in rows:
+            problem = confirmation_problem(row, self._raw_event(row["event_id"]))
+            if problem:
+                raise IntegrityError(
+                    f"run {run_id} failed its integrity check: {problem}. Writes "
+                    "to this run are stopped; run `kmsguard audit verify`"
+                )
+        return [
+            Confirmation(*(row[name] for name in CONFIRMATION_FIELDS)) for row in rows
+        ]
+
+    def confirmation_events_without_rows(self) -> list[int]:
+        """Return the ids of applied events whose confirmation row is missing."""
+        rows = self.conn.execute(
+            "SELECT e.id FROM events e WHERE e.outcome = 'applied' "
+            "AND json_extract(e.evidence, '$.confirmation') IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM confirmations c WHERE c.event_id = e.id) "
+            "ORDER BY e.id"
         ).fetchall()
-        return [Confirmation(*row) for row in rows]
+        return [int(row[0]) for row in rows]
 
     def policy_backups(self, run_id: int) -> list[dict[str, Any]]:
         rows = self.db.table("policy_backups").rows_where(
@@ -395,18 +520,35 @@ class SqliteStore:
 
     # Integrity
 
+    def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params or [])
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor]
+
+    def _raw_event(self, event_id: int) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM events WHERE id = ?", [event_id])
+        return rows[0] if rows else None
+
+    def _newest_run_event(self, run_id: int) -> dict[str, Any] | None:
+        rows = self._rows(
+            "SELECT * FROM events WHERE run_id = ? ORDER BY id DESC LIMIT 1", [run_id]
+        )
+        return rows[0] if rows else None
+
     def check_run_head(self, run: Run) -> None:
-        """Check the run's newest event against its stored hash, state and version.
+        """Check the run row against its newest event: hash, version, state, digest.
+
+        Only the run's own head is read, so loading a run stays fast; `audit
+        verify` walks the whole chain. Row and event are read in one snapshot,
+        so a step another process commits meanwhile is not mistaken for an edit.
 
         Raises:
             IntegrityError: the run row or its newest event was changed outside
                 kmsguard.
         """
-        row = self.conn.execute(
-            "SELECT * FROM events WHERE run_id = ? ORDER BY id DESC LIMIT 1",
-            [run.id],
-        ).fetchone()
-        problem = self._head_problem(run, row)
+        with self.snapshot():
+            row = self._raw_run(run.id)
+            problem = head_problem(row, self._newest_run_event(run.id))
         if problem:
             raise IntegrityError(
                 f"run {run.id} of environment {run.environment!r} failed its "
@@ -414,69 +556,48 @@ class SqliteStore:
                 "run `kmsguard audit verify` to find the changed rows"
             )
 
-    def _head_problem(self, run: Run, row: Any) -> str:
-        if row is None:
-            return "it has no audit events"
-        names = [
-            column[0]
-            for column in self.conn.execute("SELECT * FROM events LIMIT 0").description
-        ]
-        event = dict(zip(names, row, strict=True))
-        if event_hash(event) != event["hash"]:
-            return f"its newest audit event {event['id']} does not match its hash"
-        if event["hash"] != run.head_hash:
-            return "its stored head hash does not match its newest audit event"
-        if event["run_version"] != run.version:
-            return f"its version {run.version} is not the one its newest event records"
-        if event["to_state"] != run.state:
-            return (
-                f"its state {run.state!r} is not the state "
-                f"{event['to_state']!r} its newest event records"
-            )
-        return ""
-
     def verify_chain(self) -> dict[str, Any]:
-        """Check every event's hash and link, and every run's head; report the first bad row."""
-        previous, count = GENESIS_HASH, 0
-        cursor = self.conn.execute("SELECT * FROM events ORDER BY id")
-        names = [column[0] for column in cursor.description]
-        expected_id = 1
-        for values in cursor:
-            row = dict(zip(names, values, strict=True))
-            problem = self._link_problem(row, previous, expected_id)
-            if problem:
-                return {
-                    "ok": False,
-                    "events_checked": count,
-                    "bad_event": row["id"],
-                    "problem": problem,
-                }
-            previous, count, expected_id = row["hash"], count + 1, row["id"] + 1
-        for run in self.all_runs():
-            try:
-                self.check_run_head(run)
-            except IntegrityError as exc:
-                return {
-                    "ok": False,
-                    "events_checked": count,
-                    "bad_run": run.id,
-                    "problem": str(exc),
-                }
-        return {"ok": True, "events_checked": count, "head": previous}
+        """Check every event's hash and link, the chain head and every run's head.
 
-    @staticmethod
-    def _link_problem(row: dict[str, Any], previous: str, expected_id: int) -> str:
-        if row["id"] != expected_id:
-            return f"event {expected_id} is missing (next is {row['id']})"
-        if row["prev_hash"] != previous:
-            return f"event {row['id']} does not link to the event before it"
-        if event_hash(row) != row["hash"]:
-            return f"event {row['id']} was changed after it was written"
-        return ""
+        Returns a report with `ok` and `events_checked`; when a check fails,
+        also the first bad row (`bad_event` or `bad_run`) and the `problem`.
+        """
+        with self.snapshot():
+            count, last, problem = self._walk_chain()
+            if problem:
+                return {"ok": False, "events_checked": count, **problem}
+            for row in self._rows("SELECT * FROM runs ORDER BY id"):
+                found = head_problem(row, self._newest_run_event(row["id"]))
+                if found:
+                    return {
+                        "ok": False,
+                        "events_checked": count,
+                        "bad_run": row["id"],
+                        "problem": f"run {row['id']} of environment "
+                        f"{row['environment']!r}: {found}",
+                    }
+        return {"ok": True, "events_checked": count, "head": last}
+
+    def _walk_chain(self) -> tuple[int, str, dict[str, Any]]:
+        previous: dict[str, Any] | None = None
+        count = 0
+        for row in self._rows("SELECT * FROM events ORDER BY id"):
+            problem = link_problem(row, previous)
+            if problem:
+                return count, "", {"bad_event": row["id"], "problem": problem}
+            previous, count = row, count + 1
+        heads = self._rows("SELECT event_id, hash FROM chain_head WHERE id = 1")
+        head = heads[0] if heads else None
+        problem = tail_problem(previous, head)
+        if problem:
+            bad = head["event_id"] if head else (previous or {}).get("id")
+            return count, "", {"bad_event": bad, "problem": problem}
+        return count, previous["hash"] if previous else GENESIS_HASH, {}
 
     def all_runs(self) -> list[Run]:
         return [
-            self._run_from_row(row) for row in self.db.table("runs").rows_where(order_by="id")
+            self._run_from_row(row)
+            for row in self.db.table("runs").rows_where(order_by="id")
         ]
 
     def status_rows(

@@ -1,0 +1,42 @@
+"""Text lines of `status --live`: each open run's live keys and drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def live_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Return a line per key read, and per drift with the recovery command."""
+    lines: list[str] = []
+    for row in rows:
+        live = row.get("live")
+        if not live:
+            continue
+        env = row["environment"]
+        if "error" in live:
+            lines.append(f"{env}: could not read AWS: {live['error']}")
+            continue
+        for target, key in sorted(live["keys"].items()):
+            state = key["state"] or "not found"
+            lines.append(f"{env}: {target} key {key['arn']} reads {state}")
+        for drift in live["drift"]:
+            lines.append(f"drift: {env}: {drift['reason']}")
+            lines.append(f"  recovery: {drift['recovery']}")
+        if not live["drift"]:
+            lines.append(f"{env}: no drift: the keys match the run")
+        lines.extend(protection_lines(env, live.get("protection")))
+    return lines
+
+
+def protection_lines(env: str, status: dict[str, Any] | None) -> list[str]:
+    """Return whether the protection statement is in place, and its problems."""
+    if not status:
+        return []
+    if status.get("in_place"):
+        actions = ", ".join(status.get("actions") or [])
+        text = f"{env}: protection in place on {status['key_arn']}: denies {actions}"
+    elif status.get("error"):
+        text = f"{env}: protection not checked"
+    else:
+        text = f"{env}: no protection statement on {status['key_arn']}"
+    return [text] + [f"protection: {env}: {p}" for p in status.get("problems", [])]
