@@ -230,3 +230,26 @@ def test_database_from_first_schema_migrated(tmp_path: Path) -> None:
 
     assert report["ok"] is True
     assert head == (1, row["hash"])
+
+
+def event_count(db_path: Path) -> int:
+    connection = sqlite3.connect(db_path)
+    try:
+        return int(connection.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def test_changed_state_cli_exit_one(app: App, kms: Any, db_path: Path) -> None:
+    drive_rotation(app, kms, "support_contacted")
+    tamper(db_path, "UPDATE runs SET state = 'rotation_confirmed'")
+    before = event_count(db_path)
+
+    result = CliRunner().invoke(
+        main, ["--db", str(db_path), "rotation", "cancel", "prod", "--reason", "x"]
+    )
+
+    after = event_count(db_path)
+    assert result.exit_code == 1
+    assert "kmsguard audit verify" in result.stderr
+    assert after == before

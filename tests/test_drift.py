@@ -223,3 +223,31 @@ def test_status_live_e2e_json(cli: Cli) -> None:
     [drift] = live["environments"][0]["live"]["drift"]
     assert drift["actual"] == "Disabled"
     assert drift["expected"] == "Enabled"
+
+
+def test_local_step_goes_on_when_aws_unreachable(
+    app: App, kms: Any, db_path: Path
+) -> None:
+    """The connection error is raised at botocore's before-send event, where
+    urllib3 would raise it, with one attempt so no retry waits."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from kmsguard.workflow.app import Settings
+    from kmsguard.workflow.aws import AwsSession, AwsSettings
+
+    drive_rotation(app, kms, "support_contacted")
+    session = AwsSession(AwsSettings(max_attempts=1))
+
+    def unreachable(request: Any, **_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url=request.url)
+
+    session.client("kms", REGION).meta.events.register_first(
+        "before-send.kms.DescribeKey", unreachable
+    )
+    offline = App(Settings(db_path=db_path, operator="bob"), aws=session)
+    result = offline.step(ROTATION, "confirm", "prod", dict(CONFIRM))
+    offline.close()
+
+    assert result.run.state == "rotation_confirmed"
+    assert "EndpointConnectionError" in result.event.evidence["drift_unchecked"]
+    assert any("not compared with AWS" in note for note in result.outcome.notes)

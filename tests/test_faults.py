@@ -248,3 +248,34 @@ def test_unreachable_endpoint_writes_nothing(cli: Cli) -> None:
     )
     assert "Traceback" not in result.stderr
     assert snapshot(cli.db_path) == before
+
+
+@pytest.mark.e2e
+def test_missing_credentials_write_nothing(cli: Cli) -> None:
+    """Empty key variables, no config files and no instance metadata leave
+    botocore without credentials."""
+    kms = cli.kms()
+    old_key = kms.create_key(KeyUsage="ENCRYPT_DECRYPT", MultiRegion=False)[
+        "KeyMetadata"
+    ]["Arn"]
+    cli.run(
+        "env",
+        "add",
+        "prod",
+        "--region",
+        REGION,
+        "--pipeline-account",
+        PIPELINE_ACCOUNT,
+        check=0,
+    )
+    before = snapshot(cli.db_path)
+    cli.extra_env.update(
+        {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""}
+    )
+
+    result = cli.run("rotation", "start", "prod", "--current-key", old_key)
+
+    assert result.returncode == 1
+    assert "NoCredentialsError" in result.stderr
+    assert "Fix: no AWS credentials were found" in result.stderr
+    assert snapshot(cli.db_path) == before

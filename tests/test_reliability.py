@@ -373,12 +373,55 @@ def test_closed_run_intent_reconciled_by_start(app: App, kms: Any) -> None:
         ),
     )
     kms.enable_key(KeyId=old_key.split("/")[-1])
+    [before] = app.status("prod")
 
     with pytest.raises(Conflict) as refused:
         app.start(ROTATION, "prod", {"key": old_key})
 
     reopened = app.store.get_run(run_id)
+    assert before["unresolved_intent"]["step"] == "re_enable"
     assert "already has an open rotation run" in str(refused.value)
     assert reopened.state == "support_contacted"
     assert reopened.pending_intent_id is None
     assert [e.resolves for e in app.store.run_events(run_id)][-1] == intent.id
+
+
+@pytest.mark.e2e
+def test_credentials_never_stored_or_logged(cli: Any) -> None:
+    from conftest import PIPELINE_ACCOUNT, REGION
+
+    secret, token = "kmsguardSecret7f3a9c", "kmsguardToken1b2c3d"
+    cli.extra_env.update({"AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": token})
+    old_key = str(
+        cli.kms().create_key(KeyUsage="ENCRYPT_DECRYPT", MultiRegion=False)[
+            "KeyMetadata"
+        ]["Arn"]
+    )
+    runs = [
+        cli.run(
+            "-vv",
+            "env",
+            "add",
+            "prod",
+            "--region",
+            REGION,
+            "--pipeline-account",
+            PIPELINE_ACCOUNT,
+        ),
+        cli.run("-vv", "rotation", "start", "prod", "--current-key", old_key),
+        cli.run("-vv", "rotation", "new-key", "prod", "--create"),
+        cli.run("-vv", "rotation", "apply-policy", "prod"),
+    ]
+    output = "".join(run.stdout + run.stderr for run in runs)
+    stored = b"".join(
+        path.read_bytes()
+        for path in cli.db_path.parent.iterdir()
+        if path.name.startswith(cli.db_path.name)
+    )
+
+    assert [run.returncode for run in runs] == [0, 0, 0, 0]
+    assert "INFO" in output
+    assert secret not in output
+    assert token not in output
+    assert secret.encode() not in stored
+    assert token.encode() not in stored

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from kmsguard.commands.common import emit, get_state, handle_errors
+from kmsguard.commands.progress import busy
 from kmsguard.workflow.errors import ChecksFailed, InvalidInput
 
 
@@ -20,7 +21,8 @@ def audit_verify() -> None:
     """Check the whole hash chain and every run; exit 3 on the first bad row."""
     state = get_state()
     with handle_errors():
-        report = state.app.verify()
+        with busy("checking the audit chain"):
+            report = state.app.verify()
         if not report["ok"]:
             raise ChecksFailed(
                 f"audit log check failed: {report['problem']}. Restore the "

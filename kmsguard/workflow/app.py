@@ -8,20 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kmsguard.workflow.engine import Engine, StepResult
-from kmsguard.workflow.errors import InvalidInput
-from kmsguard.workflow.identifiers import (
-    validate_account,
-    validate_environment_name,
-    validate_region,
-)
-from kmsguard.workflow.records import Environment, NewEvent, utc_now
+from kmsguard.workflow.errors import InvalidInput, unknown_environment
+from kmsguard.workflow.records import Environment, NewEvent, Run, utc_now
 from kmsguard.workflow.store import SqliteStore
 
 if TYPE_CHECKING:
+    # The engine pulls in the state machines and the step handlers; commands
+    # that only read (status, history, audit verify) never import it.
     from kmsguard.workflow.audit_export import AuditExport
     from kmsguard.workflow.aws import AwsSession
     from kmsguard.workflow.context import StepContext
+    from kmsguard.workflow.engine import Engine, StepResult
     from kmsguard.workflow.procedure import Procedure
 
 log = logging.getLogger(__name__)
@@ -63,6 +60,8 @@ class App:
 
     @property
     def engine(self) -> Engine:
+        from kmsguard.workflow.engine import Engine
+
         return Engine(self.store, self.aws, self.settings.operator)
 
     def close(self) -> None:
@@ -74,6 +73,12 @@ class App:
     def add_environment(
         self, name: str, region: str, pipeline_account: str
     ) -> Environment:
+        from kmsguard.workflow.identifiers import (
+            validate_account,
+            validate_environment_name,
+            validate_region,
+        )
+
         environment = Environment(
             name=validate_environment_name(name),
             region=validate_region(region),
@@ -94,7 +99,15 @@ class App:
         return environment
 
     def environment(self, name: str) -> Environment:
-        return self.engine.get_environment(name)
+        """Return a registered environment.
+
+        Raises:
+            InvalidInput: no environment has that name.
+        """
+        found = self.store.get_environment(name)
+        if found is None:
+            raise unknown_environment(name)
+        return found
 
     def environments(self) -> list[Environment]:
         return self.store.list_environments()
@@ -129,6 +142,14 @@ class App:
         return self.engine.step(procedure, step, environment, params, confirm)
 
     # Reading
+
+    def next_command(self, run: Run) -> str:
+        """Return the command that moves an open run forward, or ""."""
+        from kmsguard.states import PROCEDURES
+
+        return PROCEDURES[run.procedure].next_command(
+            run.state, run.environment, run.ticket_id
+        )
 
     def status(
         self, environment: str | None = None, live: bool = False

@@ -9,7 +9,6 @@ who recomputes every hash after the edited row.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -65,6 +64,9 @@ RUN_DIGEST_FIELDS = (
 
 
 def sha256_hex(payload: dict[str, Any]) -> str:
+    # hashlib loads OpenSSL, which commands that never hash (status) skip.
+    import hashlib
+
     return hashlib.sha256(dumps(payload).encode()).hexdigest()
 
 

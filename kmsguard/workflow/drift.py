@@ -11,7 +11,7 @@ the same comparison.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from kmsguard.workflow.errors import GuardResult, InvalidInput, KmsguardError
@@ -281,7 +281,7 @@ def step_drift(ctx: StepContext) -> list[Drift]:
     for drift in check.drifts:
         after = ctx.procedure.expected_key_states(ctx.step.dest, drift.target)
         if drift.kind == "state" and drift.actual in after:
-            drift = Drift(**{**drift.to_dict(), "blocking": False})
+            drift = replace(drift, blocking=False)
         drifts.append(drift)
     return drifts
 

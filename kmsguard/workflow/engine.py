@@ -13,25 +13,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kmsguard.workflow import machine
-from kmsguard.workflow.aws_faults import (
-    botocore_errors_as_failures,
-    explain_step_failure,
-)
+from kmsguard.workflow.aws_faults import botocore_errors_as_failures
 from kmsguard.workflow.context import Outcome, StepContext
 from kmsguard.workflow.errors import (
     Aborted,
     Conflict,
     GuardResult,
-    IntegrityError,
-    InvalidInput,
     KmsguardError,
     Refused,
+    unknown_environment,
 )
 from kmsguard.workflow.intents import (
-    busy_conflict,
     claim_evidence,
+    finished_by_reconcile,
     kill_point,
-    running_owner,
+    reconcile_environment,
+    settle_failure,
 )
 from kmsguard.workflow.procedure import Procedure, Step
 from kmsguard.workflow.records import (
@@ -97,7 +94,7 @@ class Engine:
         ctx = self._context(procedure, procedure.start, env_name, None, params)
         handler = self._handler(procedure.start)
         handler.validate(ctx)
-        self._reconcile(ctx)
+        reconcile_environment(self, ctx)
         existing = self.store.open_run(env_name)
         if existing is not None:
             raise Conflict(
@@ -135,8 +132,11 @@ class Engine:
     ) -> StepResult:
         """Run one step of the environment's run, or raise why it was refused.
 
-        `confirm` is asked after every guard passed and before any write; when
-        it returns False nothing is written and Aborted is raised.
+        Before the order check, any AWS write a crashed process left unresolved
+        in the environment is reconciled from AWS. After the guards, the run's
+        keys are compared with AWS, and drift refuses the step. `confirm` is
+        asked after that and before any write; when it returns False nothing
+        is written and Aborted is raised.
         """
         step = procedure.step(step_name)
         ctx = self._context(procedure, step, env_name, None, params)
@@ -144,10 +144,10 @@ class Engine:
         handler.validate(ctx)
         run = self._load_run(procedure, step, env_name)
         ctx.run = run
-        reconciled = self._reconcile(ctx)
+        reconciled = reconcile_environment(self, ctx)
         if reconciled:
             ctx.run = self.store.get_run(run.id)
-            finished = self._finished_by_reconcile(ctx, reconciled)
+            finished = finished_by_reconcile(self, ctx, reconciled)
             if finished is not None:
                 return finished
         self._check_order(ctx)
@@ -218,11 +218,7 @@ class Engine:
     def get_environment(self, env_name: str) -> Environment:
         environment = self.store.get_environment(env_name)
         if environment is None:
-            raise InvalidInput(
-                f"unknown environment {env_name!r}: add it with `kmsguard env add "
-                f"{env_name} --region REGION --pipeline-account ACCOUNT_ID`, or see "
-                "`kmsguard env list`"
-            )
+            raise unknown_environment(env_name)
         return environment
 
     def _load_run(self, procedure: Procedure, step: Step, env_name: str) -> Run:
@@ -367,7 +363,7 @@ class Engine:
         except KmsguardError as exc:
             if claimed is None:
                 raise
-            return self._settle_failure(ctx, handler, claimed, exc)
+            return settle_failure(self, ctx, handler, claimed, exc)
         # What prepare and the guards read goes on the applied event too.
         for name, value in self._facts_evidence(ctx).items():
             outcome.evidence.setdefault(name, value)
@@ -381,6 +377,13 @@ class Engine:
         for drift in ctx.facts.get("drift", []):
             outcome.evidence.setdefault("drift", []).append(drift.to_dict())
             outcome.notes.append(f"warning: {drift.reason}; see `{drift.recovery}`")
+        if "drift_unchecked" in ctx.facts:
+            outcome.evidence["drift_unchecked"] = ctx.facts["drift_unchecked"]
+            outcome.notes.append(
+                "warning: the run's keys were not compared with AWS: "
+                f"{ctx.facts['drift_unchecked']}; check them with `kmsguard status "
+                f"{ctx.env_name} --live`"
+            )
         return self._commit(ctx, run, outcome, resolves=run.pending_intent_id)
 
     def _execute(
@@ -395,36 +398,6 @@ class Engine:
             outcome: Outcome = handler.execute(ctx)
         kill_point("after_aws")
         return outcome
-
-    def _settle_failure(
-        self, ctx: StepContext, handler: Any, claimed: Event, error: KmsguardError
-    ) -> StepResult:
-        """Record a failed AWS write, unless AWS shows that it took effect.
-
-        An error can come after the write: a timeout on the response, or a read
-        that follows the write. The handler's reconcile reads AWS, as it does
-        after a crash, so a retry never repeats a write that happened.
-
-        Raises:
-            KmsguardError: the write did not take effect; the run's state is
-                unchanged and a "failed" event resolves the intent.
-        """
-        assert ctx.run is not None
-        run = ctx.run
-        try:
-            outcome = handler.reconcile(ctx, claimed)
-        except KmsguardError as exc:
-            log.warning("could not check whether %s took effect: %s", claimed.step, exc)
-            outcome = None
-        if outcome is not None:
-            outcome.notes.append(
-                f"AWS reported an error ({error}), but the change took effect, so "
-                "the step is recorded as applied"
-            )
-            return self._commit(ctx, run, outcome, resolves=claimed.id)
-        explained = explain_step_failure(ctx, error)
-        self._record_failure(ctx, run, str(explained))
-        raise explained
 
     def _claim(self, ctx: StepContext, intent: dict[str, Any]) -> tuple[Run, Event]:
         assert ctx.run is not None
@@ -556,128 +529,36 @@ class Engine:
 
     @staticmethod
     def _next_hint(procedure: Procedure, run: Run) -> str:
-        steps = [s for s in procedure.steps_from(run.state) if not s.recovery]
-        if not steps:
-            return ""
-        command = procedure.command_for(steps[0], run.environment)
-        if run.ticket_id:
-            command = command.replace("--ticket ID", f"--ticket {run.ticket_id}")
-        return command
+        return procedure.next_command(run.state, run.environment, run.ticket_id)
 
     def next_command(self, run: Run) -> str:
         from kmsguard.states import PROCEDURES
 
         return self._next_hint(PROCEDURES[run.procedure], run)
 
-    # Intents
-
-    def _reconcile(self, ctx: StepContext) -> list[Event]:
-        """Resolve every interrupted AWS write of the environment, before anything else.
-
-        A closed run can hold one too (a recovery step on a completed run).
-        Returns the events that resolved them, oldest run first.
-
-        Raises:
-            Conflict: the process that claimed an intent may still be running.
-        """
-        resolved: list[Event] = []
-        for run in self.store.pending_intent_runs(ctx.env_name):
-            if ctx.run is None or run.id != ctx.run.id:
-                self.check_integrity(run)
-            resolved.append(self._reconcile_run(ctx, run))
-        return resolved
-
-    def _reconcile_run(self, ctx: StepContext, run: Run) -> Event:
-        from kmsguard.states import PROCEDURES
-
-        assert run.pending_intent_id is not None
-        intent = self.store.get_event(run.pending_intent_id)
-        if intent is None or intent.run_id != run.id or intent.outcome != "intent":
-            raise IntegrityError(
-                f"run {run.id} points at intent event {run.pending_intent_id}, which "
-                "is not an intent of the run; writes to it are stopped. Run "
-                "`kmsguard audit verify`"
-            )
-        owner = running_owner(intent)
-        if owner:
-            busy = busy_conflict(run, intent, owner)
-            self._record_refusal(ctx, run, str(busy), busy.unmet)
-            raise busy
-        procedure = PROCEDURES[run.procedure]
-        step = procedure.step(intent.step)
-        params = dict(intent.evidence.get("params", {}))
-        intent_ctx = self._context(procedure, step, ctx.env_name, run, params)
-        with botocore_errors_as_failures(f"reconciling {step.command}", ctx.env_name):
-            intent_ctx.identify_caller()
-            outcome = self._handler(step).reconcile(intent_ctx, intent)
-        if outcome is None:
-            message = (
-                f"reconciled: the interrupted {step.command} (intent event "
-                f"{intent.id}) did not take effect in AWS; it is recorded as failed"
-            )
-            log.warning("run %d: %s", run.id, message)
-            return self._record_failure(intent_ctx, run, message)
-        outcome.message = (
-            f"reconciled: the interrupted {step.command} (intent event {intent.id}) "
-            f"took effect in AWS; {outcome.message or 'it is recorded as applied'}"
-        )
-        intent_ctx.facts["guard_results"] = [
-            GuardResult(name, True, "checked before the intent was recorded")
-            for name in step.guards
-        ]
-        result = self._commit(intent_ctx, run, outcome, resolves=intent.id)
-        log.warning("run %d: %s", run.id, outcome.message)
-        return result.event
-
-    def _finished_by_reconcile(
-        self, ctx: StepContext, reconciled: list[Event]
-    ) -> StepResult | None:
-        """Return the result of a step that reconciling just completed, or None.
-
-        Running an interrupted step again is the natural retry. When AWS shows
-        that the step took effect, the reconciliation is the command's result,
-        and the command changes nothing more.
-        """
-        assert ctx.run is not None
-        run_id = ctx.run.id
-        event = next((e for e in reconciled if e.run_id == run_id), None)
-        if event is None or event.outcome != "applied" or event.step != ctx.step.name:
-            return None
-        outcome = Outcome(
-            evidence=event.evidence,
-            notes=[f"{ctx.step.command} had already taken effect; nothing more to do"],
-        )
-        return self._result(ctx.procedure, ctx.run, event, outcome)
-
     def _check_drift(self, ctx: StepContext) -> None:
         """Refuse a step when a key's live state or policy drifted from the run.
 
-        Drift that does not stop the step goes on its event and its notes.
+        Drift that does not stop the step goes on its event and its notes. When
+        AWS cannot be read, the step goes on with a warning: a step that writes
+        to AWS has already read it in prepare, so only local steps (a ticket,
+        a confirmation) get this far without AWS.
         """
         from kmsguard.workflow.drift import drift_applies, step_drift
 
         if not drift_applies(ctx.step):
             return
-        drifts = step_drift(ctx)
+        try:
+            drifts = step_drift(ctx)
+        except KmsguardError as exc:
+            run_id = ctx.run.id if ctx.run else None
+            log.warning("keys of run %s not compared with AWS: %s", run_id, exc)
+            ctx.facts["drift_unchecked"] = str(exc)
+            return
         blocking = [drift.guard_result() for drift in drifts if drift.blocking]
         if blocking:
             self._refuse(ctx, blocking, blocking)
         ctx.facts["drift"] = drifts
-
-    def _record_refusal(
-        self, ctx: StepContext, run: Run, message: str, unmet: list[GuardResult]
-    ) -> None:
-        event = NewEvent(
-            step=ctx.step.name,
-            outcome="refused",
-            operator=ctx.operator,
-            from_state=run.state,
-            to_state=run.state,
-            caller_arn=ctx.caller_arn,
-            message=message,
-            evidence={"guards": [r.to_dict() for r in unmet]},
-        )
-        self.store.append_event(run, ctx.env_name, event)
 
     def _handler(self, step: Step) -> Any:
         from kmsguard.workflow.handlers import HANDLERS

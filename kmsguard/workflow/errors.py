@@ -25,6 +25,15 @@ class InvalidInput(KmsguardError):
     exit_code = 2
 
 
+def unknown_environment(name: str) -> InvalidInput:
+    """Return the error for an environment name the database does not hold."""
+    return InvalidInput(
+        f"unknown environment {name!r}: add it with `kmsguard env add "
+        f"{name} --region REGION --pipeline-account ACCOUNT_ID`, or see "
+        "`kmsguard env list`"
+    )
+
+
 class OperationFailed(KmsguardError):
     """An AWS call or an internal operation failed; the run's state is unchanged."""
 

@@ -6,6 +6,9 @@ An "applied" or "failed" event resolves the intent after the call. A process
 that dies in between leaves the run's pending_intent_id set, and the next step
 command on the environment has the handler reconcile it from AWS before
 anything else, so the write is never repeated blindly.
+
+The engine calls the functions below at those points; they use the engine's
+own helpers to build contexts and to commit.
 """
 
 from __future__ import annotations
@@ -15,10 +18,23 @@ import os
 import signal
 import socket
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kmsguard.workflow.errors import Conflict
-from kmsguard.workflow.records import Event, Run, parse_time
+from kmsguard.workflow.aws_faults import (
+    botocore_errors_as_failures,
+    explain_step_failure,
+)
+from kmsguard.workflow.context import Outcome, StepContext
+from kmsguard.workflow.errors import (
+    Conflict,
+    GuardResult,
+    IntegrityError,
+    KmsguardError,
+)
+from kmsguard.workflow.records import Event, NewEvent, Run, parse_time
+
+if TYPE_CHECKING:
+    from kmsguard.workflow.engine import Engine, StepResult
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +110,153 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def reconcile_environment(engine: Engine, ctx: StepContext) -> list[Event]:
+    """Resolve every interrupted AWS write of the environment, before anything else.
+
+    A closed run can hold one too (a recovery step on a completed run).
+    Returns the events that resolved them, oldest run first.
+
+    Raises:
+        Conflict: the process that claimed an intent may still be running.
+    """
+    resolved: list[Event] = []
+    for run in engine.store.pending_intent_runs(ctx.env_name):
+        if ctx.run is None or run.id != ctx.run.id:
+            engine.check_integrity(run)
+        resolved.append(reconcile_run(engine, ctx, run))
+    return resolved
+
+
+def reconcile_run(engine: Engine, ctx: StepContext, run: Run) -> Event:
+    """Ask the intent's handler whether its AWS write took effect; record the result.
+
+    Returns the "applied" event that completes the interrupted step, or the
+    "failed" event that resolves an intent that did not take effect.
+    """
+    from kmsguard.states import PROCEDURES
+
+    intent = pending_intent(engine, run)
+    owner = running_owner(intent)
+    if owner:
+        busy = busy_conflict(run, intent, owner)
+        record_refusal(engine, ctx, run, str(busy), busy.unmet)
+        raise busy
+    procedure = PROCEDURES[run.procedure]
+    step = procedure.step(intent.step)
+    params = dict(intent.evidence.get("params", {}))
+    intent_ctx = engine._context(procedure, step, ctx.env_name, run, params)
+    with botocore_errors_as_failures(f"reconciling {step.command}", ctx.env_name):
+        intent_ctx.identify_caller()
+        outcome = engine._handler(step).reconcile(intent_ctx, intent)
+    if outcome is None:
+        message = (
+            f"reconciled: the interrupted {step.command} (intent event "
+            f"{intent.id}) did not take effect in AWS; it is recorded as failed"
+        )
+        log.warning("run %d: %s", run.id, message)
+        return engine._record_failure(intent_ctx, run, message)
+    outcome.message = (
+        f"reconciled: the interrupted {step.command} (intent event {intent.id}) "
+        f"took effect in AWS; {outcome.message or 'it is recorded as applied'}"
+    )
+    intent_ctx.facts["guard_results"] = [
+        GuardResult(name, True, "checked before the intent was recorded")
+        for name in step.guards
+    ]
+    result = engine._commit(intent_ctx, run, outcome, resolves=intent.id)
+    log.warning("run %d: %s", run.id, outcome.message)
+    return result.event
+
+
+def pending_intent(engine: Engine, run: Run) -> Event:
+    """Return the run's unresolved intent event.
+
+    Raises:
+        IntegrityError: the run points at an event that is not its intent.
+    """
+    event_id = run.pending_intent_id
+    intent = engine.store.get_event(event_id) if event_id is not None else None
+    if intent is None or intent.run_id != run.id or intent.outcome != "intent":
+        raise IntegrityError(
+            f"run {run.id} points at intent event {event_id}, which is not an "
+            "intent of the run; writes to it are stopped. Run `kmsguard audit verify`"
+        )
+    return intent
+
+
+def finished_by_reconcile(
+    engine: Engine, ctx: StepContext, reconciled: list[Event]
+) -> StepResult | None:
+    """Return the result of a step that reconciling just completed, or None.
+
+    Running an interrupted step again is the natural retry. When AWS shows
+    that the step took effect, the reconciliation is the command's result,
+    and the command changes nothing more.
+    """
+    assert ctx.run is not None
+    run_id = ctx.run.id
+    event = next((e for e in reconciled if e.run_id == run_id), None)
+    if event is None or event.outcome != "applied" or event.step != ctx.step.name:
+        return None
+    outcome = Outcome(
+        evidence=event.evidence,
+        notes=[f"{ctx.step.command} had already taken effect; nothing more to do"],
+    )
+    return engine._result(ctx.procedure, ctx.run, event, outcome)
+
+
+def settle_failure(
+    engine: Engine,
+    ctx: StepContext,
+    handler: Any,
+    claimed: Event,
+    error: KmsguardError,
+) -> StepResult:
+    """Record a failed AWS write, unless AWS shows that it took effect.
+
+    An error can come after the write: a timeout on the response, or a read
+    that follows the write. The handler's reconcile reads AWS, as it does
+    after a crash, so a retry never repeats a write that happened.
+
+    Raises:
+        KmsguardError: the write did not take effect; the run's state is
+            unchanged and a "failed" event resolves the intent.
+    """
+    assert ctx.run is not None
+    run = ctx.run
+    try:
+        outcome = handler.reconcile(ctx, claimed)
+    except KmsguardError as exc:
+        log.warning("could not check whether %s took effect: %s", claimed.step, exc)
+        outcome = None
+    if outcome is not None:
+        outcome.notes.append(
+            f"AWS reported an error ({error}), but the change took effect, so "
+            "the step is recorded as applied"
+        )
+        return engine._commit(ctx, run, outcome, resolves=claimed.id)
+    explained = explain_step_failure(ctx, error)
+    engine._record_failure(ctx, run, str(explained))
+    raise explained
+
+
+def record_refusal(
+    engine: Engine,
+    ctx: StepContext,
+    run: Run,
+    message: str,
+    unmet: list[GuardResult],
+) -> None:
+    event = NewEvent(
+        step=ctx.step.name,
+        outcome="refused",
+        operator=ctx.operator,
+        from_state=run.state,
+        to_state=run.state,
+        caller_arn=ctx.caller_arn,
+        message=message,
+        evidence={"guards": [r.to_dict() for r in unmet]},
+    )
+    engine.store.append_event(run, ctx.env_name, event)

@@ -102,6 +102,21 @@ class Procedure:
         """Return the steps that may start from a state, in declaration order."""
         return [step for step in self.steps if state in step.sources]
 
+    def next_command(
+        self, state: str, environment: str, ticket_id: str | None = None
+    ) -> str:
+        """Return the command of the first forward step from `state`, or "".
+
+        Recovery steps are never suggested: they undo, not advance.
+        """
+        steps = [step for step in self.steps_from(state) if not step.recovery]
+        if not steps:
+            return ""
+        command = self.command_for(steps[0], environment)
+        if ticket_id:
+            command = command.replace("--ticket ID", f"--ticket {ticket_id}")
+        return command
+
     def command_for(self, step: Step, environment: str) -> str:
         # Recovery steps of every procedure share the `kmsguard recover` group.
         group = "recover" if step.recovery else self.name

@@ -38,7 +38,7 @@ def status_rows(app: App, environment: str | None) -> list[dict[str, Any]]:
             "state": None,
             "run_id": None,
             "state_age": None,
-            "next": start_hint(app, env.name),
+            "next": None,
             "unresolved_intent": None,
         }
         if run is not None:
@@ -51,9 +51,15 @@ def status_rows(app: App, environment: str | None) -> list[dict[str, Any]]:
                 current_key_arn=run.current_key_arn,
                 new_key_arn=run.new_key_arn,
                 ticket_id=run.ticket_id,
-                next=app.engine.next_command(run),
+                next=app.next_command(run),
             )
-            row["unresolved_intent"] = _intent(app, run.pending_intent_id)
+        else:
+            row["next"] = start_hint(app, env.name)
+        # A closed run can hold an unresolved intent too (a recovery step on
+        # a completed run), so every run of the environment is looked at.
+        pending = app.store.pending_intent_runs(env.name)
+        if pending:
+            row["unresolved_intent"] = _intent(app, pending[0].pending_intent_id)
         rows.append(row)
     return rows
 
@@ -65,8 +71,7 @@ def start_hint(app: App, environment: str) -> str:
     onboarding or a rotation, its new key is the key to rotate from. After a
     disablement, or before any run, the next key comes from an onboarding.
     """
-    completed = [run for run in app.store.runs(environment) if run.state == "completed"]
-    last = completed[-1] if completed else None
+    last = app.store.latest_completed_run(environment)
     if last is None or last.procedure == "disablement":
         return f"kmsguard onboarding start {environment}"
     key = last.new_key_arn or "KEY"
