@@ -154,3 +154,29 @@ def test_status_live_shows_protection(cli: Cli) -> None:
     result = cli.run("status", "prod", "--live", check=0)
 
     assert f"prod: protection in place on {old_key}" in result.stdout
+
+
+@pytest.mark.parametrize("point", ["before_aws", "after_aws"])
+def test_killed_protect_reconciled_by_next_step(cli: Cli, point: str) -> None:
+    """A protect killed around its PutKeyPolicy is resolved by the next step command."""
+    import signal
+
+    from kmsguard.workflow.intents import KILL_AT_VARIABLE
+
+    add_env(cli)
+    old_key = pipeline_key(cli)
+    cli.run("rotation", "start", "prod", "--current-key", old_key, check=0)
+    cli.extra_env[KILL_AT_VARIABLE] = point
+    killed = cli.run("protect", "prod", "--break-glass-role", BREAK_GLASS)
+    del cli.extra_env[KILL_AT_VARIABLE]
+
+    result = cli.run("rotation", "cancel", "prod", "--reason", "after a crash")
+
+    assert killed.returncode == -signal.SIGKILL
+    assert result.returncode == 0, result.stderr
+    events = cli.json("history", "prod")["events"]
+    protect_events = [e for e in events if e["step"] == "protect"]
+    outcome = "applied" if point == "after_aws" else "failed"
+    assert [e["outcome"] for e in protect_events] == ["intent", outcome]
+    assert PROTECTION_SID not in sids(cli, old_key)
+    cli.run("audit", "verify", check=0)

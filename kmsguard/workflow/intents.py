@@ -136,6 +136,11 @@ def reconcile_run(engine: Engine, ctx: StepContext, run: Run) -> Event:
     "failed" event that resolves an intent that did not take effect.
     """
     from kmsguard.states import PROCEDURES
+    from kmsguard.workflow.protection_writes import (
+        PROTECTION_STEPS,
+        RunWriter,
+        reconcile_intent,
+    )
 
     intent = pending_intent(engine, run)
     owner = running_owner(intent)
@@ -143,6 +148,13 @@ def reconcile_run(engine: Engine, ctx: StepContext, run: Run) -> Event:
         busy = busy_conflict(run, intent, owner)
         record_refusal(engine, ctx, run, str(busy), busy.unmet)
         raise busy
+    if intent.step in PROTECTION_STEPS:
+        # protect and unprotect are not procedure steps; their own module
+        # reconciles them from the key's live policy.
+        reconcile_intent(
+            RunWriter(engine.store, engine.aws_factory(), engine.operator), run, intent
+        )
+        return engine.store.run_events(run.id)[-1]
     procedure = PROCEDURES[run.procedure]
     step = procedure.step(intent.step)
     params = dict(intent.evidence.get("params", {}))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kmsguard.workflow.aws import AwsSession, Kms
 from kmsguard.workflow.errors import Conflict, InvalidInput, KmsguardError
-from kmsguard.workflow.intents import claim_evidence
+from kmsguard.workflow.intents import claim_evidence, kill_point
 from kmsguard.workflow.policy import (
     canonical_json,
     parse_policy_text,
@@ -50,11 +50,8 @@ log = logging.getLogger(__name__)
 
 PROTECT_STEP = "protect"
 UNPROTECT_STEP = "unprotect"
-# The steps of the events protect and unprotect record; no procedure has them.
-# TODO: Engine._reconcile looks a pending intent's step up in the procedure, so
-# a step command on a run that a stopped protect or unprotect left claimed
-# raises KeyError. Until the engine hands these intents to reconcile_intent,
-# running `kmsguard protect` or `kmsguard unprotect` again resolves them.
+# The steps of the events protect and unprotect record; no procedure has them,
+# so the engine hands their interrupted intents to reconcile_intent.
 PROTECTION_STEPS = (PROTECT_STEP, UNPROTECT_STEP)
 
 
@@ -140,6 +137,7 @@ def write_change(
         ),
     )
     claimed, intent_event = _claim(writer, run, intent)
+    kill_point("before_aws")
 
     try:
         write_policy(
@@ -148,6 +146,8 @@ def write_change(
     except KmsguardError as exc:
         _resolve(writer, claimed, intent_event, "failed", str(exc), caller)
         raise
+
+    kill_point("after_aws")
 
     log.info(
         "%s on key %s for run %d by %s", step, change.key_arn, run.id, writer.operator
