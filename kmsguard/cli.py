@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 from pathlib import Path
@@ -11,17 +10,17 @@ from typing import Any
 import click
 
 from kmsguard import __version__
-from kmsguard.commands.audit import audit_group
-from kmsguard.commands.common import State, emit, get_state, handle_errors, style, table
-from kmsguard.commands.diagram import diagram
-from kmsguard.commands.evidence import evidence
-from kmsguard.commands.procedures import (
-    disablement_group,
-    onboarding_group,
-    rotation_group,
+from kmsguard.commands.common import (
+    State,
+    emit,
+    fields,
+    get_state,
+    handle_errors,
+    next_line,
+    style,
+    table,
 )
-from kmsguard.commands.recover import recover_group
-from kmsguard.workflow.app import App, Settings
+from kmsguard.commands.lazy import LazyGroup
 
 CONTEXT_SETTINGS: dict[str, Any] = {
     "help_option_names": ["-h", "--help"],
@@ -36,6 +35,8 @@ def default_db_path() -> Path:
 
 
 def default_operator() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -71,7 +72,9 @@ def explicit_region(ctx: click.Context, region: str | None) -> str | None:
     return region
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+# Every other top-level command is listed in kmsguard.commands.lazy and
+# imported only when it runs, so that commands without AWS start fast.
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -116,7 +119,10 @@ def explicit_region(ctx: click.Context, region: str | None) -> str | None:
     "-v",
     "--verbose",
     count=True,
-    help="Log applied steps and AWS writes (-v), or debug detail (-vv).",
+    envvar="KMSGUARD_VERBOSE",
+    show_envvar=True,
+    help="Log applied steps and AWS writes (-v), or debug detail (-vv); the "
+    "variable takes the count, for example KMSGUARD_VERBOSE=2.",
 )
 @click.version_option(__version__, prog_name="kmsguard")
 @click.pass_context
@@ -141,6 +147,8 @@ def main(
     Exit status: 0 done; 1 failed or declined; 2 invalid input; 3 refused or
     a check found problems.
     """
+    from kmsguard.workflow.app import App, Settings
+
     configure_logging(verbose)
     settings = Settings(
         db_path=db or default_db_path(),
@@ -185,9 +193,11 @@ def env_add(environment: str, env_region: str, pipeline_account: str) -> None:
         added.to_dict(),
         [
             f"environment {added.name} added ({added.region}, pipeline account {added.pipeline_account})",
-            f"next: kmsguard onboarding start {added.name} (or, for a key the "
-            f"pipeline already uses, kmsguard rotation start {added.name} "
-            "--current-key KEY)",
+            next_line(
+                f"kmsguard onboarding start {added.name} (or, for a key the "
+                f"pipeline already uses, kmsguard rotation start {added.name} "
+                "--current-key KEY)"
+            ),
         ],
     )
 
@@ -206,7 +216,7 @@ def env_list() -> None:
     ]
     emit(
         {"environments": rows},
-        table(rows, columns)
+        [*table(rows, columns), next_line("kmsguard status")]
         if rows
         else ["no environments; add one with `kmsguard env add`"],
     )
@@ -220,7 +230,7 @@ def env_show(environment: str) -> None:
     with handle_errors():
         found = state.app.environment(environment)
     data = found.to_dict()
-    emit(data, [f"{key}: {value}" for key, value in data.items()])
+    emit(data, [*fields(data), next_line(f"kmsguard status {found.name}")])
 
 
 @env.command("set-resources")
@@ -287,7 +297,7 @@ def env_set_resources(
 
 
 @main.command()
-@click.argument("environment", metavar="ENV", required=False)
+@click.argument("environment", metavar="[ENV]", required=False)
 @click.option(
     "--live",
     is_flag=True,
@@ -350,38 +360,8 @@ def history(environment: str) -> None:
 
     def lines() -> list[str]:
         rows = [dict(e, message=str(e["message"]).split("\n")[0]) for e in events]
-        return table(rows, columns) if rows else [f"no events for {environment}"]
+        if not rows:
+            return [f"no events for {environment}"]
+        return [*table(rows, columns), next_line(f"kmsguard status {environment}")]
 
     emit({"environment": environment, "events": events}, lines)
-
-
-main.add_command(rotation_group())
-main.add_command(audit_group)
-main.add_command(evidence)
-main.add_command(onboarding_group())
-main.add_command(disablement_group())
-main.add_command(recover_group)
-main.add_command(diagram)
-
-
-def _add_check_commands() -> None:
-    from kmsguard.commands.check import check_group
-    from kmsguard.commands.doctor import doctor_command
-    from kmsguard.commands.iam_policy import iam_policy_command
-    from kmsguard.commands.policy_cmd import policy_group
-
-    for command in (check_group, policy_group, doctor_command, iam_policy_command):
-        main.add_command(command)
-
-
-_add_check_commands()
-
-
-def _add_protection_commands() -> None:
-    from kmsguard.commands.protect import protection_commands
-
-    for command in protection_commands():
-        main.add_command(command)
-
-
-_add_protection_commands()

@@ -10,6 +10,9 @@ from kmsguard.commands.common import emit, get_state, handle_errors
 from kmsguard.commands.progress import busy
 from kmsguard.workflow.errors import ChecksFailed, InvalidInput
 
+# The files SQLite keeps beside a database in WAL or rollback-journal mode.
+SQLITE_SUFFIXES = ("-wal", "-shm", "-journal")
+
 
 @click.group("audit")
 def audit_group() -> None:
@@ -55,6 +58,8 @@ def audit_export(environment: str, fmt: str, output_file: Path | None) -> None:
     """Export every audit event of an environment, with its chain hashes."""
     state = get_state()
     with handle_errors():
+        if output_file is not None:
+            reject_database_path(output_file, state.app.settings.db_path)
         export = state.app.export_audit(environment, fmt)
         if output_file is not None:
             write_export(output_file, export.text)
@@ -80,6 +85,29 @@ def audit_export(environment: str, fmt: str, output_file: Path | None) -> None:
         emit({**summary, "report": export.text}, [])
     else:
         click.echo(export.text, nl=False)
+
+
+def reject_database_path(path: Path, db_path: Path) -> None:
+    """Reject an output file that is the database or one of SQLite's files beside it.
+
+    Raises:
+        InvalidInput: writing there would destroy the state and the audit log.
+    """
+    database = db_path.resolve()
+    database_files = {
+        database,
+        *(Path(f"{database}{suffix}") for suffix in SQLITE_SUFFIXES),
+    }
+    target = path.resolve()
+    same = target in database_files or (
+        target.exists() and database.exists() and target.samefile(database)
+    )
+    if same:
+        raise InvalidInput(
+            f"--output-file {str(path)!r} is the kmsguard database or one of its "
+            "SQLite files, and writing the export there would destroy the audit "
+            "log; give another path"
+        )
 
 
 def write_export(path: Path, text: str) -> None:

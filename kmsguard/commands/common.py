@@ -1,4 +1,11 @@
-"""What every command shares: the App on the click context, output and errors."""
+"""What every command shares: the App on the click context, output and errors.
+
+Output has two forms. Text is for people: aligned tables, one `next:` line
+with the command to run, colour only on a terminal and never with NO_COLOR.
+`--output json` prints exactly one JSON object on stdout, with sorted keys,
+for every command and every error; docs/output.md is its contract.
+Diagnostics (errors, warnings, progress) always go to stderr.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,18 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from kmsguard.workflow.app import App
 from kmsguard.workflow.errors import InvalidInput, KmsguardError
 
+if TYPE_CHECKING:
+    from kmsguard.workflow.app import App
+
 log = logging.getLogger(__name__)
+
+Lines = list[str] | Callable[[], list[str]]
 
 
 class State:
@@ -36,31 +47,50 @@ def get_state() -> State:
     return state
 
 
-def use_color() -> bool:
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+def use_color(err: bool = False) -> bool:
+    """Return whether to colour output: only on a terminal, never with NO_COLOR.
+
+    NO_COLOR follows no-color.org, so any non-empty value turns colour off.
+    """
+    stream = sys.stderr if err else sys.stdout
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return stream.isatty()
 
 
-def style(text: str, **styles: Any) -> str:
-    return click.style(text, **styles) if use_color() else text
+def style(text: str, err: bool = False, **styles: Any) -> str:
+    """Colour `text` for stdout, or for stderr with err=True, when colour is on."""
+    return click.style(text, **styles) if use_color(err) else text
 
 
-def emit(data: dict[str, Any], lines: list[str] | Callable[[], list[str]]) -> None:
+def to_json(data: dict[str, Any]) -> str:
+    """Render one JSON object the way every command prints it."""
+    return json.dumps(data, indent=2, sort_keys=True, default=str)
+
+
+def emit(data: dict[str, Any], lines: Lines) -> None:
     """Print one JSON object, or the text lines, on stdout."""
     state = get_state()
     if state.json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        click.echo(to_json(data))
         return
     for line in lines() if callable(lines) else lines:
         click.echo(line)
+
+
+def next_line(command: str) -> str:
+    """Return the line that names the command to run next."""
+    return style("next: ", bold=True) + command
 
 
 def fail(error: KmsguardError) -> NoReturn:
     """Report an error (JSON on stdout or text on stderr) and exit with its status."""
     state = click.get_current_context().find_object(State)
     if state is not None and state.json:
-        click.echo(json.dumps(error.to_dict(), indent=2, sort_keys=True, default=str))
+        click.echo(to_json(error.to_dict()))
     else:
-        click.echo(style("error: ", fg="red", bold=True) + str(error), err=True)
+        prefix = style("error: ", err=True, fg="red", bold=True)
+        click.echo(prefix + str(error), err=True)
     sys.exit(error.exit_code)
 
 
@@ -74,27 +104,43 @@ def handle_errors() -> Iterator[None]:
 
 
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[str]:
-    """Render rows as an aligned text table with a header."""
+    """Render rows as an aligned text table with a header.
+
+    Args:
+        columns: (key in each row, column title) pairs, left to right.
+    """
     header = [title for _, title in columns]
-    body = [
-        ["" if row.get(key) is None else str(row.get(key)) for key, _ in columns]
-        for row in rows
-    ]
+    body = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
     widths = [
         max(len(cell) for cell in column) for column in zip(header, *body, strict=True)
     ]
-    lines = [
-        "  ".join(
-            cell.ljust(width) for cell, width in zip(header, widths, strict=True)
-        ).rstrip()
-    ]
-    for cells in body:
-        lines.append(
-            "  ".join(
-                cell.ljust(width) for cell, width in zip(cells, widths, strict=True)
-            ).rstrip()
-        )
+    lines = [_aligned(header, widths)]
+    lines.extend(_aligned(cells, widths) for cells in body)
+    if use_color():
+        lines[0] = click.style(lines[0], bold=True)
     return lines
+
+
+def fields(data: dict[str, Any]) -> list[str]:
+    """Render a flat object as aligned `name: value` lines."""
+    width = max((len(name) for name in data), default=0) + 1
+    return [
+        f"{name + ':':<{width}} {_cell(value)}".rstrip() for name, value in data.items()
+    ]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    # A line break would break the table's alignment, so only the first line shows.
+    return str(value).split("\n")[0]
+
+
+def _aligned(cells: list[str], widths: list[int]) -> str:
+    padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+    return "  ".join(padded).rstrip()
 
 
 def confirm_destructive(yes: bool, what: str) -> Callable[[Any], bool] | None:

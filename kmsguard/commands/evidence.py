@@ -1,19 +1,14 @@
-"""`kmsguard evidence`, the options that tune evidence, and progress on stderr."""
+"""`kmsguard evidence` and the options that tune evidence."""
 
 from __future__ import annotations
 
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from kmsguard.commands.common import emit, get_state, handle_errors
+from kmsguard.commands.progress import stderr_progress
 from kmsguard.workflow.errors import ChecksFailed
-
-Confirm = Callable[[Any], bool] | None
 
 SINCE = click.option(
     "--since",
@@ -53,62 +48,6 @@ ACCEPT_DATA_LOSS = click.option(
     "not all be read; those objects become unreadable for good. REASON is "
     "recorded with your name. --accept-risk does not cover this.",
 )
-
-
-class StderrProgress:
-    """Show how far the evidence sources are read, on one line of the terminal."""
-
-    def __init__(self) -> None:
-        self.line_visible = False
-        self._lock = threading.Lock()
-
-    def __call__(self, source: str, done: int, total: int | None) -> None:
-        count = f"{done} of {total}" if total is not None else str(done)
-        with self._lock:
-            click.echo(f"\rreading {source}: {count}\033[K", err=True, nl=False)
-            self.line_visible = True
-
-    def clear(self) -> None:
-        with self._lock:
-            if self.line_visible:
-                click.echo("\r\033[K", err=True, nl=False)
-                self.line_visible = False
-
-    def clearing(self, confirm: Confirm) -> Confirm:
-        """Wrap a confirmation prompt so that it starts on a clean line."""
-        if confirm is None:
-            return None
-        ask = confirm
-
-        def prompt(ctx: Any) -> bool:
-            self.clear()
-            return ask(ctx)
-
-        return prompt
-
-
-@contextmanager
-def stderr_progress() -> Iterator[StderrProgress | None]:
-    """Yield a progress display when stderr is a terminal, else None; clear it after."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    progress = StderrProgress()
-    try:
-        yield progress
-    finally:
-        progress.clear()
-
-
-@contextmanager
-def step_progress(params: dict[str, Any], confirm: Confirm) -> Iterator[Confirm]:
-    """Add the progress display to a step's params; yield the prompt to use."""
-    with stderr_progress() as progress:
-        if progress is None:
-            yield confirm
-            return
-        params["progress"] = progress
-        yield progress.clearing(confirm)
 
 
 @click.command("evidence")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,10 +19,12 @@ from kmsguard.commands.evidence import (
     MAX_OBJECTS,
     OBSERVATION_DAYS,
     SINCE,
-    step_progress,
 )
-from kmsguard.workflow.engine import StepResult
+from kmsguard.commands.progress import step_progress
 from kmsguard.workflow.procedure import Procedure, Step
+
+if TYPE_CHECKING:
+    from kmsguard.workflow.engine import StepResult
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from kmsguard.commands.common import get_state, handle_errors
+from kmsguard.commands.progress import busy
 from kmsguard.workflow.errors import ChecksFailed, Refused
 from kmsguard.workflow.procedure import Procedure, Step
 
@@ -46,7 +47,10 @@ def verify_command(procedure: Procedure, step: Step, help_text: str) -> click.Co
         state = get_state()
         with handle_errors():
             try:
-                result = state.app.step(procedure, step.name, environment, {})
+                with busy(
+                    f"{procedure.name} {step.command}: reading CloudTrail and resources"
+                ):
+                    result = state.app.step(procedure, step.name, environment, {})
             except Refused as refused:
                 raise refusal_with_checks(refused, state.json) from refused
             render_result(result, procedure)

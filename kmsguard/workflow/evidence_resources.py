@@ -25,6 +25,7 @@ from kmsguard.workflow.evidence_keys import (
     failure_text,
 )
 from kmsguard.workflow.evidence_report import SourceReport
+from kmsguard.workflow.rate_limit import RateLimits
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,11 @@ KIND_TITLES = {
 Progress = Callable[[str, int, int | None], None]
 
 STREAM_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[\w.-]+$")
+
+# Kinesis allows DescribeStreamSummary 20 times a second per account (Kinesis
+# API reference). kmsguard takes at most half, leaving the rest to the
+# pipeline and other tools, so a long list of streams does not get throttled.
+DESCRIBE_STREAM_RATE = RateLimits(per_second=10)
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ def _read_stream(
     is_arn = stream.startswith("arn:")
     stream_region = stream.split(":")[3] if is_arn else region
     kinesis = aws.client("kinesis", stream_region, profile)
+    DESCRIBE_STREAM_RATE.wait((profile, stream_region))
     try:
         if is_arn:
             answer = kinesis.describe_stream_summary(StreamARN=stream)

@@ -15,9 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from kmsguard.workflow.chain import (
     CONFIRMATION_FIELDS,
@@ -40,7 +38,10 @@ from kmsguard.workflow.records import (
     dumps,
     utc_now,
 )
-from kmsguard.workflow.schema import apply_migrations
+from kmsguard.workflow.schema_names import MIGRATION_NAMES, MIGRATION_SET
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +108,36 @@ class SqliteStore:
                 f"database path {str(self.path)!r} is a directory: give a file "
                 "path with --db or KMSGUARD_DB"
             )
-        create_private_file(self.path)
-        connection = sqlite3.connect(
-            str(self.path),
-            timeout=busy_timeout() if timeout is None else timeout,
-            isolation_level=None,
-        )
-        self.db = Database(connection)
-        self.conn = connection
-        self._configure()
+        self._db: Database | None = None
+        try:
+            create_private_file(self.path)
+            self.conn = sqlite3.connect(
+                str(self.path),
+                timeout=busy_timeout() if timeout is None else timeout,
+                isolation_level=None,
+            )
+            self._configure()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            # For example a parent path that is a file, or a file that is not SQLite.
+            raise InvalidInput(
+                f"cannot open database {str(self.path)!r}: {exc}; give the path "
+                "of a kmsguard SQLite file in a writable directory with --db or "
+                "KMSGUARD_DB"
+            ) from exc
+
+    @property
+    def db(self) -> Database:
+        """The sqlite-utils view of the connection, for writes and migrations.
+
+        Reads use the sqlite3 connection directly, so that commands that only
+        read (status, history) never import sqlite-utils, which costs more
+        start-up time than all of their queries.
+        """
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn)
+        return self._db
 
     def _configure(self) -> None:
         with self._translate_lock_errors("opening the database"):
@@ -125,13 +147,22 @@ class SqliteStore:
                 self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             if self._needs_migration():
+                from kmsguard.workflow.schema import apply_migrations
+
                 with self.immediate():
                     apply_migrations(self.db)
 
     def _needs_migration(self) -> bool:
-        from kmsguard.workflow.schema import migrations
-
-        return bool(migrations.pending(self.db))
+        """Whether a migration is not applied yet, read with one plain query."""
+        try:
+            rows = self.conn.execute(
+                "SELECT name FROM _sqlite_migrations WHERE migration_set = ?",
+                [MIGRATION_SET],
+            ).fetchall()
+        except sqlite3.OperationalError:
+            # A new database: the migrations table does not exist yet.
+            return True
+        return not set(MIGRATION_NAMES) <= {str(name) for (name,) in rows}
 
     def close(self) -> None:
         self.conn.close()
@@ -199,7 +230,7 @@ class SqliteStore:
             return self._insert_event(None, name, None, event)
 
     def get_environment(self, name: str) -> Environment | None:
-        rows = list(self.db.table("environments").rows_where("name = ?", [name]))
+        rows = self._rows("SELECT * FROM environments WHERE name = ?", [name])
         if not rows:
             return None
         row = rows[0]
@@ -207,9 +238,10 @@ class SqliteStore:
         return Environment(**row)
 
     def list_environments(self) -> list[Environment]:
-        rows = self.db.execute("SELECT name FROM environments ORDER BY name")
-        found = [self.get_environment(name) for (name,) in rows.fetchall()]
-        return [env for env in found if env is not None]
+        rows = self._rows("SELECT * FROM environments ORDER BY name")
+        for row in rows:
+            row["resources"] = json.loads(row["resources"])
+        return [Environment(**row) for row in rows]
 
     # Runs
 
@@ -223,28 +255,40 @@ class SqliteStore:
         return run
 
     def runs(self, environment: str) -> list[Run]:
-        rows = self.db.table("runs").rows_where(
-            "environment = ?", [environment], order_by="id"
+        rows = self._rows(
+            "SELECT * FROM runs WHERE environment = ? ORDER BY id", [environment]
         )
         return [self._run_from_row(row) for row in rows]
 
+    def latest_completed_run(self, environment: str) -> Run | None:
+        """Return the environment's newest completed run, reading no older one."""
+        return self._newest_run(
+            "environment = ? AND state = 'completed'", [environment]
+        )
+
+    def _newest_run(self, where: str, params: list[Any]) -> Run | None:
+        rows = self._rows(
+            f"SELECT * FROM runs WHERE {where} ORDER BY id DESC LIMIT 1", params
+        )
+        return self._run_from_row(rows[0]) if rows else None
+
     def pending_intent_runs(self, environment: str) -> list[Run]:
         """Return the environment's runs, open or closed, with an unresolved intent."""
-        rows = self.db.table("runs").rows_where(
-            "environment = ? AND pending_intent_id IS NOT NULL",
+        rows = self._rows(
+            "SELECT * FROM runs WHERE environment = ? "
+            "AND pending_intent_id IS NOT NULL ORDER BY id",
             [environment],
-            order_by="id",
         )
         return [self._run_from_row(row) for row in rows]
 
     def open_runs(self) -> list[Run]:
-        rows = self.db.table("runs").rows_where(
-            "closed_at IS NULL", order_by="environment"
+        rows = self._rows(
+            "SELECT * FROM runs WHERE closed_at IS NULL ORDER BY environment"
         )
         return [self._run_from_row(row) for row in rows]
 
     def _one_run(self, where: str, params: list[Any]) -> Run | None:
-        rows = list(self.db.table("runs").rows_where(where, params, limit=1))
+        rows = self._rows(f"SELECT * FROM runs WHERE {where} LIMIT 1", params)
         return self._run_from_row(rows[0]) if rows else None
 
     @staticmethod
@@ -466,17 +510,17 @@ class SqliteStore:
         return Event(**row)
 
     def run_events(self, run_id: int) -> list[Event]:
-        rows = self.db.table("events").rows_where("run_id = ?", [run_id], order_by="id")
+        rows = self._rows("SELECT * FROM events WHERE run_id = ? ORDER BY id", [run_id])
         return [self._event_from_row(row) for row in rows]
 
     def environment_events(self, environment: str) -> list[Event]:
-        rows = self.db.table("events").rows_where(
-            "environment = ?", [environment], order_by="id"
+        rows = self._rows(
+            "SELECT * FROM events WHERE environment = ? ORDER BY id", [environment]
         )
         return [self._event_from_row(row) for row in rows]
 
     def get_event(self, event_id: int) -> Event | None:
-        rows = list(self.db.table("events").rows_where("id = ?", [event_id]))
+        rows = self._rows("SELECT * FROM events WHERE id = ?", [event_id])
         return self._event_from_row(rows[0]) if rows else None
 
     def confirmations(self, run_id: int) -> list[Confirmation]:
@@ -513,10 +557,9 @@ class SqliteStore:
         return [int(row[0]) for row in rows]
 
     def policy_backups(self, run_id: int) -> list[dict[str, Any]]:
-        rows = self.db.table("policy_backups").rows_where(
-            "run_id = ?", [run_id], order_by="id"
+        return self._rows(
+            "SELECT * FROM policy_backups WHERE run_id = ? ORDER BY id", [run_id]
         )
-        return list(rows)
 
     # Integrity
 
@@ -597,7 +640,7 @@ class SqliteStore:
     def all_runs(self) -> list[Run]:
         return [
             self._run_from_row(row)
-            for row in self.db.table("runs").rows_where(order_by="id")
+            for row in self._rows("SELECT * FROM runs ORDER BY id")
         ]
 
     def status_rows(

@@ -1,0 +1,15 @@
+"""The schema's migration names, readable without importing sqlite-utils.
+
+The store checks these against `_sqlite_migrations` with one plain query on
+every open, and imports the migrations themselves (and sqlite-utils) only
+when one is missing. Every migration added to workflow.schema is listed here
+too; a test compares both lists.
+"""
+
+from __future__ import annotations
+
+MIGRATION_SET = "kmsguard"
+MIGRATION_NAMES = (
+    "0001_initial",
+    "0002_run_digest_and_chain_head",
+)
