@@ -19,6 +19,7 @@ from kmsguard.workflow.errors import (
     Aborted,
     Conflict,
     GuardResult,
+    InvalidInput,
     KmsguardError,
     Refused,
     unknown_environment,
@@ -91,9 +92,12 @@ class Engine:
         self, procedure: Procedure, env_name: str, params: dict[str, Any]
     ) -> StepResult:
         """Open a new run of a procedure for an environment."""
+        from kmsguard.workflow.audit import check_environment
+
         ctx = self._context(procedure, procedure.start, env_name, None, params)
         handler = self._handler(procedure.start)
         handler.validate(ctx)
+        check_environment(self.store, ctx.environment)
         reconcile_environment(self, ctx)
         existing = self.store.open_run(env_name)
         if existing is not None:
@@ -203,6 +207,7 @@ class Engine:
         run: Run | None,
         params: dict[str, Any],
     ) -> StepContext:
+        _require_registered(procedure)
         environment = self.get_environment(env_name)
         return StepContext(
             store=self.store,
@@ -540,11 +545,10 @@ class Engine:
         """Refuse a step when a key's live state or policy drifted from the run.
 
         Drift that does not stop the step goes on its event and its notes. When
-        AWS cannot be read, the step goes on with a warning: a step that writes
-        to AWS has already read it in prepare, so only local steps (a ticket,
-        a confirmation) get this far without AWS.
+        AWS cannot be read, a destructive step is refused, and any other step
+        goes on with a warning (a ticket or a confirmation needs no AWS).
         """
-        from kmsguard.workflow.drift import drift_applies, step_drift
+        from kmsguard.workflow.drift import DRIFT_GUARD, drift_applies, step_drift
 
         if not drift_applies(ctx.step):
             return
@@ -552,6 +556,16 @@ class Engine:
             drifts = step_drift(ctx)
         except KmsguardError as exc:
             run_id = ctx.run.id if ctx.run else None
+            if ctx.step.destructive:
+                # A step that retires a key must not go on unchecked: the new
+                # key may be unusable too, which would leave the pipeline none.
+                unchecked = GuardResult(
+                    DRIFT_GUARD,
+                    False,
+                    f"the run's keys could not be compared with AWS: {exc}",
+                    f"kmsguard status {ctx.env_name} --live",
+                )
+                self._refuse(ctx, [unchecked], [unchecked])
             log.warning("keys of run %s not compared with AWS: %s", run_id, exc)
             ctx.facts["drift_unchecked"] = str(exc)
             return
@@ -564,6 +578,25 @@ class Engine:
         from kmsguard.workflow.handlers import HANDLERS
 
         return HANDLERS[step.handler]
+
+
+def _require_registered(procedure: Procedure) -> None:
+    """Reject a procedure that is not the registered one of its name.
+
+    The guards and the order a step runs under come from the procedure
+    object, so a modified copy could disable a key from any state.
+
+    Raises:
+        InvalidInput: the procedure differs from PROCEDURES[procedure.name].
+    """
+    from kmsguard.states import PROCEDURES
+
+    if PROCEDURES.get(procedure.name) != procedure:
+        raise InvalidInput(
+            f"procedure {procedure.name!r} is not one of kmsguard's registered "
+            f"procedures ({', '.join(sorted(PROCEDURES))}); pass "
+            "kmsguard.states.PROCEDURES[NAME] unchanged"
+        )
 
 
 def _guards() -> dict[str, Any]:

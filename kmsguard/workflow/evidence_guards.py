@@ -45,6 +45,7 @@ from kmsguard.workflow.evidence_environment import (
 from kmsguard.workflow.evidence_keys import KeyResolver
 from kmsguard.workflow.evidence_report import SOURCE_CLEAR, SOURCE_INCOMPLETE
 from kmsguard.workflow.evidence_s3 import scan_objects
+from kmsguard.workflow.key_users import runs_source
 from kmsguard.workflow.records import parse_time
 
 KEY_OUT_OF_USE = "key_out_of_use"
@@ -99,6 +100,9 @@ def usage_report(ctx: StepContext) -> UsageReport:
         progress=_progress(ctx),
         sleep=_sleep(ctx),
     )
+    # Another environment's run that records the key is use that the AWS
+    # sources of this environment need not show.
+    report.sources.append(runs_source(ctx.store, report.key_arn, ctx.env_name))
     ctx.facts["usage_report"] = report
     _record(ctx, "usage_report", report.to_dict())
     return report

@@ -177,7 +177,10 @@ def parse_confirmed_at(value: Any) -> str | None:
     text = str(value).strip()
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
+        # Converting to UTC overflows at the ends of the calendar (year 1 or
+        # 9999 with an offset), so the conversion is checked here too.
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise InvalidInput(
             f"invalid --confirmed-at {text!r}: give an ISO 8601 time such as "
             "2026-12-04T15:30:00Z"

@@ -104,7 +104,8 @@ def validate_region(value: str) -> str:
 
 
 def validate_environment_name(value: str) -> str:
-    if not ENV_NAME_RE.match(value):
+    # fullmatch, because `$` also matches before a trailing newline.
+    if not ENV_NAME_RE.fullmatch(value):
         raise InvalidInput(
             f"invalid environment name {value!r}: use lower-case letters, digits, "
             "'-' and '_', starting with a letter or digit (for example prod, qa1)"
@@ -138,7 +139,7 @@ def validate_ticket(value: str) -> str:
 
 def validate_alias(value: str) -> str:
     name = value if value.startswith("alias/") else f"alias/{value}"
-    if not ALIAS_NAME_RE.match(name) or name.startswith("alias/aws/"):
+    if not ALIAS_NAME_RE.fullmatch(name) or name.startswith("alias/aws/"):
         raise InvalidInput(
             f"invalid alias {value!r}: use letters, digits, '/', '_' and '-', "
             "not starting with alias/aws/ (for example alias/pipeline-key-2026)"

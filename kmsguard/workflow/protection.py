@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from kmsguard.workflow.engine import StepResult
 from kmsguard.workflow.errors import (
+    Conflict,
     GuardResult,
     IntegrityError,
     InvalidInput,
@@ -44,7 +47,7 @@ from kmsguard.workflow.protection_writes import (
     record_unchanged,
     write_change,
 )
-from kmsguard.workflow.records import Run
+from kmsguard.workflow.records import NewEvent, Run
 
 if TYPE_CHECKING:
     from kmsguard.workflow.app import App
@@ -86,8 +89,9 @@ def protect(app: App, environment: str, roles: list[str]) -> ProtectionResult:
         validate_protection_params({"protect": True, "break_glass_roles": roles})
     )
     app.check_region(environment)
-    run = _settled(app, _open_run(app, environment))
-    return _protect_run(app, run, roles)
+    run = _open_run(app, environment)
+    with refusals_recorded(app, run, PROTECT_STEP):
+        return _protect_run(app, _settled(app, run), roles)
 
 
 def unprotect(app: App, environment: str, reason: str) -> ProtectionResult:
@@ -104,8 +108,10 @@ def unprotect(app: App, environment: str, reason: str) -> ProtectionResult:
     """
     reason = _validate_reason(reason)
     app.check_region(environment)
-    run = _settled(app, _latest_run(app, environment))
-    key_arn = _key_of(run)
+    run = _latest_run(app, environment)
+    with refusals_recorded(app, run, UNPROTECT_STEP):
+        run = _settled(app, run)
+        key_arn = _key_of(run)
     writer = RunWriter.of(app)
     change = plan_remove(key_arn, read_policy(writer.kms(key_arn), key_arn))
     if change is None:
@@ -138,7 +144,8 @@ def start_run(
     if not roles:
         return result
     try:
-        protected = _protect_run(app, result.run, roles)
+        with refusals_recorded(app, result.run, PROTECT_STEP):
+            protected = _protect_run(app, result.run, roles)
     except Refused as exc:
         raise Refused(_not_protected(procedure, environment, exc), exc.unmet) from exc
     except KmsguardError as exc:
@@ -154,6 +161,39 @@ def _not_protected(procedure: Procedure, environment: str, exc: Exception) -> st
         f"protected: {exc}. Fix that, then run `kmsguard protect {environment} "
         "--break-glass-role ARN`"
     )
+
+
+@contextmanager
+def refusals_recorded(app: App, run: Run, step: str) -> Iterator[None]:
+    """Record a refusal raised inside the block on the run, then re-raise it.
+
+    A Conflict is left alone: the compare-and-set that lost records its own,
+    and a busy run belongs to another process.
+    """
+    try:
+        yield
+    except Refused as exc:
+        if not isinstance(exc, Conflict):
+            event = NewEvent(
+                step=step,
+                outcome="refused",
+                operator=app.settings.operator,
+                from_state=run.state,
+                to_state=run.state,
+                caller_arn=_caller_arn(app, run),
+                message=str(exc),
+                evidence={"guards": [r.to_dict() for r in exc.unmet]},
+            )
+            app.store.append_event(run, run.environment, event)
+        raise
+
+
+def _caller_arn(app: App, run: Run) -> str | None:
+    try:
+        region = app.environment(run.environment).region
+        return app.aws().caller_identity(region).get("Arn")
+    except KmsguardError:
+        return None
 
 
 # Protecting one run

@@ -109,7 +109,7 @@ def validate_protection_params(params: dict[str, Any]) -> tuple[str, ...]:
 
     Raises:
         InvalidInput: roles without --protect, --protect without a role, or a
-            malformed role ARN.
+            malformed role ARN or one with a wildcard.
     """
     roles = tuple(str(role) for role in params.get("break_glass_roles") or ())
     if not params.get("protect"):
@@ -119,6 +119,15 @@ def validate_protection_params(params: dict[str, Any]) -> tuple[str, ...]:
                 "guard the key in AWS, or drop --break-glass-role"
             )
         return ()
+    for role in roles:
+        # ArnNotLike reads * and ? as wildcards, so a pattern would exempt
+        # every role it matches and leave the key unprotected.
+        if "*" in role or "?" in role:
+            raise InvalidInput(
+                f"invalid --break-glass-role {role!r}: it contains a wildcard, "
+                "which would exempt every matching role from the protection; "
+                "give the exact ARN of each break-glass role"
+            )
     statement = protection_statement(roles)
     return tuple(statement["Condition"]["ArnNotLike"]["aws:PrincipalArn"])
 
