@@ -187,3 +187,22 @@ def test_confirmation_recorded_with_recorder(app: App, kms: Any) -> None:
     assert confirmation.message == "switch done"
     assert confirmation.recorded_by == "alice"
     assert confirmation.confirmed_at
+
+
+def test_step_of_other_procedure_refused_and_recorded(app: App, kms: Any) -> None:
+    drive_rotation(app, kms, "support_contacted")
+    run = app.store.open_run("prod")
+    assert run is not None
+    disablement = PROCEDURES["disablement"]
+
+    with pytest.raises(Refused) as refused:
+        app.step(disablement, "disable_key", "prod", {})
+
+    after = app.store.get_run(run.id)
+    last = app.store.run_events(run.id)[-1]
+    assert [r.guard for r in refused.value.unmet] == ["procedure"]
+    assert after.state == "support_contacted"
+    assert after.version == run.version
+    assert last.outcome == "refused"
+    assert last.step == "disablement.disable_key"
+    assert app.verify()["ok"] is True

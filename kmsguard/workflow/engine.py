@@ -247,20 +247,38 @@ class Engine:
             )
         self.check_integrity(run)
         if run.procedure != procedure.name:
-            raise Refused(
-                f"{env_name!r} has an open {run.procedure} run in state {run.state}, "
-                f"not a {procedure.name} run; use `kmsguard {run.procedure} ...` or "
-                f"cancel it with `kmsguard {run.procedure} cancel {env_name} --reason TEXT`",
-                [
-                    GuardResult(
-                        "procedure",
-                        False,
-                        f"open run is a {run.procedure} run",
-                        f"kmsguard status {env_name}",
-                    )
-                ],
-            )
+            self._refuse_other_procedure(procedure, step, run)
         return run
+
+    def _refuse_other_procedure(
+        self, procedure: Procedure, step: Step, run: Run
+    ) -> None:
+        """Record and raise the refusal of a step aimed at another procedure's run."""
+        env_name = run.environment
+        unmet = GuardResult(
+            "procedure",
+            False,
+            f"open run is a {run.procedure} run",
+            f"kmsguard status {env_name}",
+        )
+        message = (
+            f"{env_name!r} has an open {run.procedure} run in state {run.state}, "
+            f"not a {procedure.name} run; use `kmsguard {run.procedure} ...` or "
+            f"cancel it with `kmsguard {run.procedure} cancel {env_name} --reason TEXT`"
+        )
+        # The step belongs to another procedure, so its name carries that
+        # procedure's name to keep the run's own step names unambiguous.
+        event = NewEvent(
+            step=f"{procedure.name}.{step.name}",
+            outcome="refused",
+            operator=self.operator,
+            from_state=run.state,
+            to_state=run.state,
+            message=message,
+            evidence={"guards": [unmet.to_dict()]},
+        )
+        self.store.append_event(run, env_name, event)
+        raise Refused(message, [unmet])
 
     def _find_recoverable(self, env_name: str) -> Run | None:
         for run in reversed(self.store.runs(env_name)):
