@@ -90,7 +90,7 @@ class CloudTrailStub:
                 {"AttributeKey": "ResourceName", "AttributeValue": key_arn}
             ],
             "StartTime": self.now - timedelta(hours=1),
-            "EndTime": self.now - timedelta(minutes=20),
+            "EndTime": self.now,
             "MaxResults": 50,
         }
 

@@ -128,6 +128,20 @@ def test_disable_refused_while_pipeline_decrypts(
     assert key_state(kms, old_key) == "Enabled"
 
 
+def test_disable_refused_for_use_delivered_early(
+    app: App, kms: Any, cloudtrail: CloudTrailFixture
+) -> None:
+    """A Decrypt from a minute ago that CloudTrail already delivered counts."""
+    old_key = drive_rotation(app, kms, "rotation_confirmed")
+    cloudtrail.serve([stream_decrypt(old_key, minutes_ago=1)])
+
+    refused = refused_step(app, ROTATION, "disable_old_key", {})
+
+    assert [r.guard for r in refused.unmet] == ["key_out_of_use"]
+    assert "is still in use" in refused.unmet[0].reason
+    assert key_state(kms, old_key) == "Enabled"
+
+
 def test_disable_allowed_once_use_stops(
     app: App, kms: Any, cloudtrail: CloudTrailFixture
 ) -> None:

@@ -100,10 +100,15 @@ def events_since(
     now: datetime | None = None,
     own_caller_arns: Collection[str] = (),
     sleep: Sleep = time.sleep,
+    presence_only: bool = False,
 ) -> CloudTrailScan:
-    """Scan CloudTrail for use of the key from `since` until 20 minutes before `now`.
+    """Scan CloudTrail for use of the key from `since` up to `now`.
 
-    The scan is incomplete when the window has not been delivered yet, reaches
+    With `presence_only`, the caller looks only for calls that have arrived,
+    so a window younger than the delivery delay is not reported as a gap.
+
+    The scan is incomplete when `since` is less than 20 minutes before `now`
+    (events may not have been delivered yet), when the window reaches
     past the 90 days of event history, was cut short, or a trail drops KMS events.
     """
     now = now or datetime.now(UTC)
@@ -118,6 +123,7 @@ def events_since(
         now=now,
         own_caller_arns=own_caller_arns,
         sleep=sleep,
+        presence_only=presence_only,
     )
 
 
@@ -131,11 +137,17 @@ def read_key_events(
     own_caller_arns: Collection[str],
     sleep: Sleep,
     progress: Progress | None = None,
+    presence_only: bool = False,
 ) -> CloudTrailScan:
-    """Check the trails, then scan the event history from `start` to `now` - 20 min."""
+    """Check the trails, then scan the event history from `start` up to `now`.
+
+    Events of the last 20 minutes count as use when they have arrived, but
+    their absence proves nothing, because delivery takes up to 20 minutes. So
+    the scan is incomplete when `start` falls in those 20 minutes.
+    """
     oldest = now - EVENT_HISTORY
-    end = now - DELIVERY_DELAY
-    scan = CloudTrailScan(key_arn, region, max(start, oldest), end)
+    delivered_until = now - DELIVERY_DELAY
+    scan = CloudTrailScan(key_arn, region, max(start, oldest), now)
     if start < oldest:
         scan.gaps.append(
             f"the window starts at {start.isoformat()}, but LookupEvents keeps only "
@@ -147,13 +159,16 @@ def read_key_events(
     scan.gaps.extend(trail_gaps)
     scan.notes.extend(trail_notes)
 
-    if scan.end <= scan.start:
+    # NOTE: a use in the last 20 minutes that CloudTrail has not delivered
+    # yet is not seen, and it does not make the scan incomplete either. Use
+    # that started right after support's confirmation can therefore be missed
+    # by a disable run within 20 minutes of the confirmation.
+    if start > delivered_until and not presence_only:
         scan.gaps.append(
-            f"events after {start.isoformat()} may not have reached CloudTrail yet, "
-            "because delivery takes up to 20 minutes; run the check again after "
-            f"{(start + DELIVERY_DELAY).isoformat()}"
+            f"events after {start.isoformat()} may not have reached CloudTrail "
+            "yet, because delivery takes up to 20 minutes; run the check again "
+            f"after {(start + DELIVERY_DELAY).isoformat()}"
         )
-        return scan
     _scan_pages(
         aws.client("cloudtrail", region), scan, own_caller_arns, sleep, progress
     )

@@ -18,7 +18,6 @@ from typing import Any
 
 from kmsguard.workflow.aws import AwsSession
 from kmsguard.workflow.evidence import KeyUseEvent, Resources, events_since
-from kmsguard.workflow.evidence_cloudtrail import DELIVERY_DELAY
 from kmsguard.workflow.evidence_keys import KeyResolver
 from kmsguard.workflow.evidence_resources import (
     KIND_TITLES,
@@ -169,15 +168,15 @@ def check_pipeline_use(
     sleep: Callable[[float], None],
 ) -> VerifyCheck:
     """Check CloudTrail for the pipeline account's Decrypt and GenerateDataKey calls."""
-    # events_since stops 20 minutes before `now`, so that an empty window is
-    # complete. Here only the presence of calls matters, and a call that has
-    # already arrived counts, so the window runs up to the present.
+    # Only the presence of calls that have arrived matters here, so a window
+    # younger than CloudTrail's delivery delay is not a gap.
     scan = events_since(
         aws,
         region=region,
         key_arn=key_arn,
         since=since,
-        now=now + DELIVERY_DELAY,
+        now=now,
+        presence_only=True,
         own_caller_arns=own_caller_arns,
         sleep=sleep,
     )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from kmsguard.workflow.aws import Kms
 from kmsguard.workflow.errors import InvalidInput, KmsguardError, Refused
 from kmsguard.workflow.evidence import CloudTrailScan, KeyUseEvent, events_since
-from kmsguard.workflow.evidence_cloudtrail import DELIVERY_DELAY, EVENT_HISTORY
+from kmsguard.workflow.evidence_cloudtrail import EVENT_HISTORY
 from kmsguard.workflow.records import Run, parse_time
 
 if TYPE_CHECKING:
@@ -159,16 +159,15 @@ def watch_environment(
     report.key_arn = str(run.data.get("retired_key") or run.current_key_arn)
     report.since = _window_start(report, run, since, now)
     report.key_state = _key_state(app, env.region, report.key_arn)
-    # events_since ends its window 20 minutes before `now`, the CloudTrail
-    # delivery delay, because a claim of no use needs delivered events. The
-    # watch reports whatever has arrived, and the next run reads the same
-    # window again, so it reads up to the present.
+    # Only the presence of calls that have arrived matters here, so a window
+    # younger than CloudTrail's delivery delay is not a gap.
     report.scan = events_since(
         app.aws(),
         region=env.region,
         key_arn=report.key_arn,
         since=report.since,
-        now=now + DELIVERY_DELAY,
+        now=now,
+        presence_only=True,
         sleep=sleep,
     )
     report.events = sorted(report.scan.events, key=lambda e: e.event_time)
