@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -20,7 +21,7 @@ from kmsguard.commands.common import (
     style,
     table,
 )
-from kmsguard.commands.lazy import LazyGroup
+from kmsguard.commands.usage_errors import RootGroup
 
 CONTEXT_SETTINGS: dict[str, Any] = {
     "help_option_names": ["-h", "--help"],
@@ -72,9 +73,31 @@ def explicit_region(ctx: click.Context, region: str | None) -> str | None:
     return region
 
 
+def checked_endpoint_url(value: str | None) -> str | None:
+    """Return the --endpoint-url value if it is http(s)://host[:port][/path].
+
+    Raises:
+        click.BadParameter: any other value, which botocore would reject with
+            a traceback at the first AWS call.
+    """
+    if not value:
+        return value
+    parts = urlsplit(value)
+    try:
+        port_valid = parts.port is None or parts.port > 0
+    except ValueError:
+        port_valid = False
+    if parts.scheme in ("http", "https") and parts.hostname and port_valid:
+        return value
+    raise click.BadParameter(
+        f"{value!r} is not a URL of the form http(s)://host[:port][/path]; "
+        "give the simulator's URL, for example http://127.0.0.1:4566"
+    )
+
+
 # Every other top-level command is listed in kmsguard.commands.lazy and
 # imported only when it runs, so that commands without AWS start fast.
-@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=RootGroup, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -104,6 +127,7 @@ def explicit_region(ctx: click.Context, region: str | None) -> str | None:
     "--endpoint-url",
     envvar=["KMSGUARD_ENDPOINT_URL", "AWS_ENDPOINT_URL"],
     show_envvar=True,
+    callback=lambda ctx, param, value: checked_endpoint_url(value),
     help="Send AWS calls to this URL (for a local AWS simulator).",
 )
 @click.option(

@@ -90,7 +90,7 @@ ROTATION = Procedure(
             dest="old_key_disabled",
             handler="disable_key",
             guards=("confirmation_recorded", "key_out_of_use"),
-            usage="--yes",
+            usage="",
             destructive=True,
         ),
         Step(
@@ -106,7 +106,7 @@ ROTATION = Procedure(
                 "no_events_since_disable",
                 "no_objects_under_key",
             ),
-            usage="--window-days 30 --yes",
+            usage="--window-days 30",
             destructive=True,
         ),
         Step(

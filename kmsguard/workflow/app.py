@@ -121,7 +121,7 @@ class App:
             raise InvalidInput(
                 f"--region {self.settings.region} differs from the region "
                 f"{env.region} of environment {environment!r}; key operations always "
-                "use the environment's region, so drop --region (or AWS_REGION)"
+                "use the environment's region, so drop --region or KMSGUARD_REGION"
             )
 
     def start(

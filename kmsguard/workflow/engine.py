@@ -162,7 +162,7 @@ class Engine:
             self._check_drift(ctx)
         if confirm is not None and not confirm(ctx):
             raise Aborted(
-                f"{procedure.name} {step.command} for {env_name!r} not confirmed; nothing was changed"
+                f"{procedure.step_label(step)} for {env_name!r} not confirmed; nothing was changed"
             )
         result = self._apply(ctx, handler, overridden)
         result.reconciled = reconciled
@@ -183,7 +183,7 @@ class Engine:
         ctx.run = self._load_run(procedure, step, env_name)
         if ctx.run.state not in step.sources:
             raise Refused(
-                f"{procedure.name} {step.command} cannot run in state {ctx.run.state}",
+                f"{procedure.step_label(step)} cannot run in state {ctx.run.state}",
                 [
                     GuardResult(
                         "state_order",
@@ -355,7 +355,7 @@ class Engine:
     def _refusal_message(ctx: StepContext, unmet: list[GuardResult]) -> str:
         state = ctx.run.state if ctx.run else "(no run)"
         lines = [
-            f"{ctx.procedure.name} {ctx.step.command} refused for {ctx.env_name!r} in state {state}:"
+            f"{ctx.procedure.step_label(ctx.step)} refused for {ctx.env_name!r} in state {state}:"
         ]
         for result in unmet:
             line = f"  - {result.guard}: {result.reason}"
@@ -547,7 +547,13 @@ class Engine:
     def _result(
         self, procedure: Procedure, run: Run, event: Event, outcome: Outcome
     ) -> StepResult:
-        hint = self._next_hint(procedure, run)
+        recovered = any(s.name == event.step and s.recovery for s in procedure.steps)
+        # A recovery that leaves the key disabled continues with the next
+        # recovery (re-enable after cancel-deletion), not with the procedure.
+        hint = (
+            procedure.recovery_command(run.state, run.environment) if recovered else ""
+        )
+        hint = hint or self._next_hint(procedure, run)
         return StepResult(run, event, outcome, [hint] if hint else [])
 
     @staticmethod

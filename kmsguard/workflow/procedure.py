@@ -117,8 +117,17 @@ class Procedure:
             command = command.replace("--ticket ID", f"--ticket {ticket_id}")
         return command
 
-    def command_for(self, step: Step, environment: str) -> str:
+    def step_label(self, step: Step) -> str:
+        """Return the group and command that run a step, as in `recover re-enable`."""
         # Recovery steps of every procedure share the `kmsguard recover` group.
         group = "recover" if step.recovery else self.name
-        text = f"kmsguard {group} {step.command} {environment}"
+        return f"{group} {step.command}"
+
+    def recovery_command(self, state: str, environment: str) -> str:
+        """Return the command of the first recovery step from `state`, or ""."""
+        steps = [step for step in self.steps_from(state) if step.recovery]
+        return self.command_for(steps[0], environment) if steps else ""
+
+    def command_for(self, step: Step, environment: str) -> str:
+        text = f"kmsguard {self.step_label(step)} {environment}"
         return f"{text} {step.usage}" if step.usage else text
