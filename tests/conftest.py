@@ -171,6 +171,11 @@ def create_key(kms: Any, **kwargs: Any) -> str:
     return str(kms.create_key(**kwargs)["KeyMetadata"]["Arn"])
 
 
+def non_refusal_events(app: App, run_id: int) -> list[Any]:
+    """Return a run's audit events other than refusals."""
+    return [e for e in app.store.run_events(run_id) if e.outcome != "refused"]
+
+
 def snapshot(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Return every row of every kmsguard table, to show nothing was written."""
     if not db_path.exists():

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROTATION_PARAMS, create_key, drive_rotation, snapshot
+from conftest import (
+    ROTATION_PARAMS,
+    create_key,
+    drive_rotation,
+    non_refusal_events,
+    snapshot,
+)
 from procedure_drivers import (
     DISABLEMENT,
     DISABLEMENT_PARAMS,
@@ -33,10 +39,6 @@ WRONG_STATE_CASES = [
 
 def key_state(kms: Any, key: str) -> str:
     return str(kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"])
-
-
-def non_refusal_events(app: App, run_id: int) -> list[Any]:
-    return [e for e in app.store.run_events(run_id) if e.outcome != "refused"]
 
 
 @pytest.mark.parametrize(("step_name", "state"), WRONG_STATE_CASES)

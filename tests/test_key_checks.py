@@ -91,7 +91,7 @@ def test_new_key_refused_when_same_as_old(app: App, kms: Any) -> None:
 
 def test_new_key_refused_for_other_account(app: App, kms: Any) -> None:
     """moto keeps one key store per account and cannot describe another
-    account's key, so botocore's Stubber answers DescribeKey for it."""
+    account's key, so botocore's Stubber returns DescribeKey for it."""
     from botocore.stub import Stubber
 
     drive_rotation(app, kms, "started")

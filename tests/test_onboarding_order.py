@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import snapshot
+from conftest import non_refusal_events, snapshot
 from procedure_drivers import (
     ONBOARDING,
     ONBOARDING_PARAMS,
@@ -24,10 +24,6 @@ WRONG_STATE_CASES = [
     for state in OPEN_STATES
     if state not in step.sources
 ]
-
-
-def non_refusal_events(app: App, run_id: int) -> list[Any]:
-    return [e for e in app.store.run_events(run_id) if e.outcome != "refused"]
 
 
 @pytest.mark.parametrize(("step_name", "state"), WRONG_STATE_CASES)

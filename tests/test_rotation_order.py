@@ -6,7 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROTATION_PARAMS, ROTATION_PATH, drive_rotation
+from conftest import (
+    ROTATION_PARAMS,
+    ROTATION_PATH,
+    drive_rotation,
+    non_refusal_events,
+)
 
 from kmsguard.states import PROCEDURES
 from kmsguard.workflow.app import App
@@ -23,10 +28,6 @@ WRONG_STATE_CASES = [
     for state in OPEN_STATES
     if state not in step.sources
 ]
-
-
-def non_refusal_events(app: App, run_id: int) -> list[Any]:
-    return [e for e in app.store.run_events(run_id) if e.outcome != "refused"]
 
 
 @pytest.mark.parametrize(("step_name", "state"), WRONG_STATE_CASES)

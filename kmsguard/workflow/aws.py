@@ -201,7 +201,7 @@ class AwsSession:
 
 @dataclass(frozen=True)
 class KeyFacts:
-    """What DescribeKey and GetKeyRotationStatus tell about one key."""
+    """The facts DescribeKey and GetKeyRotationStatus return for one key."""
 
     arn: str
     metadata: dict[str, Any]

@@ -1,4 +1,4 @@
-"""What a step handler and its guards see, and what a handler returns."""
+"""The step context that handlers and guards read, and the outcome a handler returns."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class StepContext:
 
 @dataclass
 class Outcome:
-    """What a handler's work produced, to be committed with the step's event."""
+    """The result of a handler's work, committed with the step's event."""
 
     updates: dict[str, Any] = field(default_factory=dict)
     data_updates: dict[str, Any] = field(default_factory=dict)

@@ -1,8 +1,8 @@
 """The generic engine: load a run, evaluate a step's guards, apply or refuse.
 
-The engine names no procedure. A procedure is data (states, steps,
-guard names); the work of each kind of step is a handler from the handler
-registry, and each guard a function from the guard registry.
+The engine names no procedure. A procedure is data: states, steps and guard
+names. The work of each kind of step is a handler from the handler registry,
+and each guard is a function from the guard registry.
 """
 
 from __future__ import annotations
@@ -387,6 +387,26 @@ class Engine:
             if claimed is None:
                 raise
             return settle_failure(self, ctx, handler, claimed, exc)
+        self._annotate(ctx, outcome, overridden)
+        return self._commit(ctx, run, outcome, resolves=run.pending_intent_id)
+
+    def _execute(
+        self, ctx: StepContext, handler: Any, intent: dict[str, Any] | None
+    ) -> Outcome:
+        """Run the handler's work, with the kill-test hooks around an AWS write."""
+        if intent is None:
+            return handler.execute(ctx)  # type: ignore[no-any-return]
+        kill_point("before_aws")
+        target = str(intent.get("key") or f"environment {ctx.env_name}")
+        with botocore_errors_as_failures(str(intent.get("action", "AWS")), target):
+            outcome: Outcome = handler.execute(ctx)
+        kill_point("after_aws")
+        return outcome
+
+    def _annotate(
+        self, ctx: StepContext, outcome: Outcome, overridden: list[GuardResult]
+    ) -> None:
+        """Add the facts, overrides and drift warnings of the step to its outcome."""
         # What prepare and the guards read goes on the applied event too.
         for name, value in self._facts_evidence(ctx).items():
             outcome.evidence.setdefault(name, value)
@@ -407,20 +427,6 @@ class Engine:
                 f"{ctx.facts['drift_unchecked']}; check them with `kmsguard status "
                 f"{ctx.env_name} --live`"
             )
-        return self._commit(ctx, run, outcome, resolves=run.pending_intent_id)
-
-    def _execute(
-        self, ctx: StepContext, handler: Any, intent: dict[str, Any] | None
-    ) -> Outcome:
-        """Run the handler's work, with the kill-test hooks around an AWS write."""
-        if intent is None:
-            return handler.execute(ctx)  # type: ignore[no-any-return]
-        kill_point("before_aws")
-        target = str(intent.get("key") or f"environment {ctx.env_name}")
-        with botocore_errors_as_failures(str(intent.get("action", "AWS")), target):
-            outcome: Outcome = handler.execute(ctx)
-        kill_point("after_aws")
-        return outcome
 
     def _claim(self, ctx: StepContext, intent: dict[str, Any]) -> tuple[Run, Event]:
         assert ctx.run is not None

@@ -9,7 +9,7 @@ from typing import Any
 class KmsguardError(Exception):
     """Base of every error kmsguard raises on purpose.
 
-    The message says what failed, on which value, and the command that moves
+    The message names what failed, on which value, and the command that moves
     the work forward. `exit_code` is the process exit status the CLI uses.
     """
 

@@ -1,4 +1,4 @@
-"""How a procedure is described as data: its states, steps and guard names."""
+"""Procedure definitions as data: states, steps and guard names."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class Step:
         usage: the options to show in the command that runs the step.
         target: the run's key the handler acts on, "current" or "new".
         destructive: whether the step changes a key's state in AWS, so the
-            CLI asks for confirmation unless `--yes` is given.
+            CLI prompts for confirmation unless `--yes` is given.
         close: whether reaching `dest` closes the run.
         recovery: whether the step acts on the environment's most recent run
             whose key kmsguard disabled, open or completed, instead of the

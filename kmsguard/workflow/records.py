@@ -184,7 +184,7 @@ class PolicyBackup:
 
 @dataclass(frozen=True)
 class RunChange:
-    """What a compare-and-set writes with its event besides the state."""
+    """The changes a compare-and-set writes with its event, besides the state."""
 
     state: str
     updates: dict[str, Any] = field(default_factory=dict)
