@@ -142,11 +142,6 @@ def test_shared_key_refusal_accepts_risk(app: App, kms: Any) -> None:
     assert result.event.evidence["accepted_risk"]["reason"] == "qa1 is retired"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cancel and complete remove the protection statement from the run's "
-    "key even when another environment's open run protects the same key",
-)
 def test_cancel_keeps_shared_key_protection(app: App, kms: Any) -> None:
     shared = pipeline_key(kms)
     app.add_environment("qa1", REGION, PIPELINE_ACCOUNT)

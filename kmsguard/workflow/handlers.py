@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kmsguard.workflow import protection_steps
+from kmsguard.workflow import protection_shared, protection_steps
 from kmsguard.workflow.context import Outcome, StepContext
 from kmsguard.workflow.errors import InvalidInput
 from kmsguard.workflow.identifiers import parse_key_reference
@@ -72,18 +72,18 @@ class RecordKey(BaseHandler):
 
 
 class Complete(BaseHandler):
-    """Close the run; a protection statement still in place is removed first."""
+    """Close the run and remove its protection statement unless another run needs it."""
 
     def prepare(self, ctx: StepContext) -> None:
-        protection_steps.prepare_recorded_removal(ctx)
+        protection_shared.prepare_closing(ctx)
 
     def intent(self, ctx: StepContext) -> dict[str, Any] | None:
         return protection_steps.removal_intent(ctx)
 
     def execute(self, ctx: StepContext) -> Outcome:
-        change = protection_steps.apply_planned(ctx)
+        change = protection_shared.apply_closing(ctx)
         outcome = Outcome(message="run completed")
-        return protection_steps.record(ctx, outcome, change, ctx.step.command)
+        return protection_shared.record_shared(ctx, outcome, change, ctx.step.command)
 
     def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
         outcome = Outcome(message="run completed")
@@ -93,21 +93,21 @@ class Complete(BaseHandler):
 
 
 class Cancel(BaseHandler):
-    """Close the run before the key is retired, removing its protection statement."""
+    """Close the run before retiring the key, handling the statement like Complete."""
 
     def validate(self, ctx: StepContext) -> None:
         require_text(ctx, "reason", "--reason", '"switching to another key"')
 
     def prepare(self, ctx: StepContext) -> None:
-        protection_steps.prepare_recorded_removal(ctx)
+        protection_shared.prepare_closing(ctx)
 
     def intent(self, ctx: StepContext) -> dict[str, Any] | None:
         return protection_steps.removal_intent(ctx)
 
     def execute(self, ctx: StepContext) -> Outcome:
-        change = protection_steps.apply_planned(ctx)
+        change = protection_shared.apply_closing(ctx)
         outcome = self.outcome(ctx)
-        return protection_steps.record(ctx, outcome, change, ctx.step.command)
+        return protection_shared.record_shared(ctx, outcome, change, ctx.step.command)
 
     def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
         return protection_steps.reconcile_removal(

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from kmsguard.workflow import protection_steps
+from kmsguard.workflow import protection_shared, protection_steps
 from kmsguard.workflow.aws import KeyFacts
 from kmsguard.workflow.context import Outcome, StepContext
 from kmsguard.workflow.drift import applied_policy_update
@@ -347,7 +347,7 @@ class DisableKey(KeyStateHandler):
         change = protection_steps.apply_planned(ctx)
         protection_steps.call_allowed(ctx, change, lambda: ctx.kms.disable_key(key_arn))
         outcome = self.outcome(ctx, ctx.kms.describe(key_arn))
-        return protection_steps.record(ctx, outcome, change, ctx.step.command)
+        return protection_shared.record_shared(ctx, outcome, change, ctx.step.command)
 
     def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
         outcome = super().reconcile(ctx, intent)
@@ -395,7 +395,7 @@ class ScheduleDeletion(KeyStateHandler):
             ctx, change, lambda: ctx.kms.schedule_key_deletion(key_arn, days)
         )
         outcome = self.outcome(ctx, ctx.kms.describe(key_arn))
-        return protection_steps.record(ctx, outcome, change, ctx.step.command)
+        return protection_shared.record_shared(ctx, outcome, change, ctx.step.command)
 
     def reconcile(self, ctx: StepContext, intent: Event) -> Outcome | None:
         outcome = super().reconcile(ctx, intent)

@@ -1,11 +1,12 @@
 """Guard a run's key in AWS itself: the protection statement outside the steps.
 
 `protect` adds the statement to the key of an environment's open run,
-`unprotect` removes it with a reason, and `start_run` opens a run and then
-protects its key. Each write is recorded on the run the way a step is: an
-intent event that claims the run with a compare-and-set, then the outcome with
-both policy versions. The run's state never changes. `protection_status`
-compares the live policy with the policy kmsguard last wrote.
+`unprotect` removes it with a reason unless another open run protects the same
+key, and `start_run` opens a run and then protects its key. Each write is
+recorded on the run the way a step is: an intent event that claims the run
+with a compare-and-set, then the outcome with both policy versions. The run's
+state never changes. `protection_status` compares the live policy with the
+policy kmsguard last wrote.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from kmsguard.workflow.protection_policy import (
     plan_remove,
     validate_protection_params,
 )
+from kmsguard.workflow.protection_shared import kept_evidence, other_protecting_runs
 from kmsguard.workflow.protection_status import protection_status
 from kmsguard.workflow.protection_steps import protected_key, recorded
 from kmsguard.workflow.protection_writes import (
@@ -98,7 +100,10 @@ def unprotect(app: App, environment: str, reason: str) -> ProtectionResult:
     """Remove the protection statement from the key of the environment's latest run.
 
     The latest run is the open one, or else the most recent closed run, so
-    that a statement left behind can still be removed with a record.
+    that a statement left behind can still be removed with a record. While
+    another open run protects the same key, the statement stays. The run then
+    records that it released the statement, and the event names the runs that
+    still protect the key.
 
     Raises:
         InvalidInput: unknown environment or an empty reason.
@@ -119,6 +124,18 @@ def unprotect(app: App, environment: str, reason: str) -> ProtectionResult:
             f"no protection statement in the key policy of {key_arn}; nothing removed"
         )
         return record_unchanged(writer, run, UNPROTECT_STEP, key_arn, message, reason)
+
+    others = other_protecting_runs(app.store, key_arn, run.id)
+    if others:
+        shared = kept_evidence(key_arn, others)
+        message = (
+            f"{shared['kept_reason']}, so nothing was removed. Run {run.id} no longer "
+            "relies on it; the statement is removed when the last run that protects "
+            "the key closes, or when `kmsguard unprotect` is run for that run"
+        )
+        return record_unchanged(
+            writer, run, UNPROTECT_STEP, key_arn, message, reason, shared
+        )
     message = f"protection statement removed from key {key_arn}: {reason}"
     return write_change(
         writer, run, UNPROTECT_STEP, change, message, {"reason": reason}

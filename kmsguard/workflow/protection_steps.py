@@ -2,7 +2,8 @@
 
 The disable steps narrow the statement to kms:ScheduleKeyDeletion before
 DisableKey, the schedule-deletion step removes it before ScheduleKeyDeletion,
-and complete and cancel remove it. Each change is planned in the handler's
+and complete and cancel remove it unless another open run still protects the
+key (protection_shared decides that). Each change is planned in the handler's
 prepare phase, so a refused step never touches the policy, and written in its
 execute phase, after every guard passed and the intent was committed.
 """

@@ -233,8 +233,13 @@ def record_unchanged(
     key_arn: str,
     message: str,
     reason: str | None = None,
+    shared: dict[str, Any] | None = None,
 ) -> ProtectionResult:
-    """Record a protect or unprotect that found nothing to change in AWS."""
+    """Record a protect or unprotect that found nothing to change in AWS.
+
+    `shared` describes a statement that unprotect kept for other runs. It goes
+    into the event's evidence and the run's protection record.
+    """
     _, live = read_policy(writer.kms(key_arn), key_arn)
     known = recorded(run)
     data_updates: dict[str, Any] = {}
@@ -242,9 +247,11 @@ def record_unchanged(
     if known or protection_actions(live) is not None:
         roles = list(known.get("break_glass_roles") or ())
         data_updates[DATA_KEY] = protection_data(key_arn, live, roles, step)
+        data_updates[DATA_KEY].update(shared or {})
     if step == UNPROTECT_STEP:
         data_updates.update(_accept_removal(writer, run, key_arn, live))
     evidence: dict[str, Any] = {DATA_KEY: {"key": key_arn, "change": None}}
+    evidence[DATA_KEY].update(shared or {})
     if reason is not None:
         evidence["reason"] = reason
     event = NewEvent(
