@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +53,7 @@ from moto import mock_aws  # noqa: E402
 
 from kmsguard.workflow.app import App, Settings  # noqa: E402
 from kmsguard.workflow.aws import AwsSession, AwsSettings  # noqa: E402
+from kmsguard.workflow.procedure import Procedure  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -320,6 +321,30 @@ ROTATION_PATH = (
 )
 
 
+def step_along(
+    app: App,
+    procedure: Procedure,
+    path: Sequence[tuple[str, str | None]],
+    params: dict[str, dict[str, Any]],
+    state: str,
+    env: str = "prod",
+    run_step: Callable[[Procedure, str, str, dict[str, Any]], object] | None = None,
+) -> None:
+    """Step the environment's newest run along `path` until it is in `state`.
+
+    Each entry of `path` pairs a state with the step that reaches it, and the
+    first entry is the state the start step reaches. `run_step` runs one step
+    with a copy of its `params` entry, by default `app.step`.
+    """
+    run_step = run_step or app.step
+    for reached, step in path[1:]:
+        if app.store.runs(env)[-1].state == state:
+            break
+        assert step is not None
+        run_step(procedure, step, env, dict(params[step]))
+        assert app.store.runs(env)[-1].state == reached
+
+
 def drive_rotation(app: App, kms: Any, state: str, env: str = "prod") -> str:
     """Start a rotation on a fresh old key and step it to `state`; return the old key ARN."""
     from kmsguard.states import PROCEDURES
@@ -327,10 +352,5 @@ def drive_rotation(app: App, kms: Any, state: str, env: str = "prod") -> str:
     rotation = PROCEDURES["rotation"]
     old_key = create_key(kms, Description="old pipeline key")
     app.start(rotation, env, {"key": old_key})
-    for reached, step in ROTATION_PATH[1:]:
-        if app.store.open_run(env).state == state:  # type: ignore[union-attr]
-            break
-        assert step is not None
-        app.step(rotation, step, env, dict(ROTATION_PARAMS[step]))
-        assert app.store.open_run(env).state == reached  # type: ignore[union-attr]
+    step_along(app, rotation, ROTATION_PATH, ROTATION_PARAMS, state, env)
     return old_key

@@ -26,6 +26,7 @@ from conftest import (
     drive_rotation,
     snapshot,
 )
+from procedure_drivers import add_environment
 
 from kmsguard.states import PROCEDURES
 from kmsguard.workflow.app import App
@@ -522,16 +523,7 @@ def cli_key(cli: Cli, disabled: bool) -> str:
     give_pipeline_policy(kms, key)
     if disabled:
         kms.disable_key(KeyId=key.split("/")[-1])
-    cli.run(
-        "env",
-        "add",
-        "prod",
-        "--region",
-        REGION,
-        "--pipeline-account",
-        PIPELINE_ACCOUNT,
-        check=0,
-    )
+    add_environment(cli)
     return key
 
 

@@ -13,24 +13,16 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import PIPELINE_ACCOUNT, REGION, Cli, CloudTrailFixture
+from conftest import PIPELINE_ACCOUNT, REGION, Cli, CloudTrailFixture, create_key
+from procedure_drivers import (
+    add_environment,
+    confirm_args,
+    drive_rotation_cli,
+    key_state,
+    schedule_deletion_args,
+)
 
 pytestmark = pytest.mark.e2e
-
-ACCEPT_RISK = ("--accept-risk", "test: the key was disabled moments ago")
-
-
-def add_env(cli: Cli, name: str = "prod") -> None:
-    cli.run(
-        "env",
-        "add",
-        name,
-        "--region",
-        REGION,
-        "--pipeline-account",
-        PIPELINE_ACCOUNT,
-        check=0,
-    )
 
 
 def client(cli: Cli, service: str) -> Any:
@@ -38,14 +30,7 @@ def client(cli: Cli, service: str) -> Any:
 
 
 def new_key(cli: Cli) -> str:
-    metadata = cli.kms().create_key(
-        Description="pipeline key", KeyUsage="ENCRYPT_DECRYPT", MultiRegion=False
-    )["KeyMetadata"]
-    return str(metadata["Arn"])
-
-
-def key_state(cli: Cli, arn: str) -> str:
-    return str(cli.kms().describe_key(KeyId=arn)["KeyMetadata"]["KeyState"])
+    return create_key(cli.kms(), Description="pipeline key")
 
 
 def pipeline_decrypt(key_arn: str, account: str = PIPELINE_ACCOUNT) -> dict[str, Any]:
@@ -100,7 +85,7 @@ def make_resources(cli: Cli, key_arn: str) -> dict[str, str]:
 
 
 def test_onboarding_whole_path(cli: Cli, cloudtrail: CloudTrailFixture) -> None:
-    add_env(cli)
+    add_environment(cli)
     cli.run("onboarding", "start", "prod", check=0)
     created = cli.json(
         "onboarding", "new-key", "prod", "--create", "--alias", "alias/prod-pipeline"
@@ -131,16 +116,7 @@ def test_onboarding_whole_path(cli: Cli, cloudtrail: CloudTrailFixture) -> None:
         check=0,
     )
     early = cli.run("onboarding", "verify", "prod", check=3)
-    cli.run(
-        "onboarding",
-        "confirm",
-        "prod",
-        "--ticket",
-        "SUP-1",
-        "--confirmed-by",
-        "Sam",
-        check=0,
-    )
+    cli.run(*confirm_args("onboarding", "SUP-1"), check=0)
     unseen = cli.run("onboarding", "verify", "prod", check=3)
     cloudtrail.serve({"events": [pipeline_decrypt(key)]})
     verified = cli.run("onboarding", "verify", "prod", check=0)
@@ -174,21 +150,12 @@ def test_onboarding_whole_path(cli: Cli, cloudtrail: CloudTrailFixture) -> None:
 def test_onboarding_verify_json_lists_checks(
     cli: Cli, cloudtrail: CloudTrailFixture
 ) -> None:
-    add_env(cli)
+    add_environment(cli)
     cli.run("onboarding", "start", "prod", check=0)
     key = cli.json("onboarding", "new-key", "prod", "--create")["new_key_arn"]
     cli.run("onboarding", "apply-policy", "prod", check=0)
     cli.run("onboarding", "share", "prod", "--ticket", "SUP-1", check=0)
-    cli.run(
-        "onboarding",
-        "confirm",
-        "prod",
-        "--ticket",
-        "SUP-1",
-        "--confirmed-by",
-        "Sam",
-        check=0,
-    )
+    cli.run(*confirm_args("onboarding", "SUP-1"), check=0)
     cloudtrail.serve({"events": [pipeline_decrypt(key, account="999988887777")]})
 
     refused = cli.json("onboarding", "verify", "prod", check=3)
@@ -197,38 +164,20 @@ def test_onboarding_verify_json_lists_checks(
     assert refused["unmet"][0]["guard"] == "pipeline_use_seen"
     assert checks["CloudTrail"]["status"] == "failed"
     assert "999988887777" in checks["CloudTrail"]["reason"]
-    assert checks["pipeline resources"]["status"] == "not_checked"
+    assert checks["pipeline resources"]["status"] == "failed"
 
 
 def test_disablement_whole_path_and_recovery(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
     key = new_key(cli)
     cli.run("disablement", "start", "prod", "--key", key, check=0)
     request = cli.run(
         "disablement", "request-removal", "prod", "--ticket", "SUP-2", check=0
     )
     early = cli.json("disablement", "disable-key", "prod", "--yes", check=3)
-    cli.run(
-        "disablement",
-        "confirm",
-        "prod",
-        "--ticket",
-        "SUP-2",
-        "--confirmed-by",
-        "Sam",
-        check=0,
-    )
+    cli.run(*confirm_args("disablement", "SUP-2"), check=0)
     cli.run("disablement", "disable-key", "prod", "--yes", check=0)
-    cli.run(
-        "disablement",
-        "schedule-deletion",
-        "prod",
-        "--window-days",
-        "7",
-        "--yes",
-        *ACCEPT_RISK,
-        check=0,
-    )
+    cli.run(*schedule_deletion_args("disablement"), check=0)
     done = cli.json("disablement", "complete", "prod")
 
     assert key in request.stdout
@@ -250,16 +199,7 @@ def test_disablement_whole_path_and_recovery(cli: Cli) -> None:
     again = cli.json("disablement", "disable-key", "prod", "--yes", check=3)
     assert again["unmet"][0]["guard"] == "state_order"
     assert key_state(cli, key) == "Enabled"
-    cli.run(
-        "disablement",
-        "confirm",
-        "prod",
-        "--ticket",
-        "SUP-2",
-        "--confirmed-by",
-        "Sam",
-        check=0,
-    )
+    cli.run(*confirm_args("disablement", "SUP-2"), check=0)
     cli.run("disablement", "disable-key", "prod", "--yes", check=0)
     assert key_state(cli, key) == "Disabled"
 
@@ -272,39 +212,9 @@ def test_disablement_whole_path_and_recovery(cli: Cli) -> None:
     cli.run("audit", "verify", check=0)
 
 
-def drive_rotation_cli(cli: Cli) -> str:
-    old_key = new_key(cli)
-    cli.run("rotation", "start", "prod", "--current-key", old_key, check=0)
-    cli.run("rotation", "new-key", "prod", "--create", check=0)
-    cli.run("rotation", "apply-policy", "prod", check=0)
-    cli.run("rotation", "contact-support", "prod", "--ticket", "SUP-3", check=0)
-    cli.run(
-        "rotation",
-        "confirm",
-        "prod",
-        "--ticket",
-        "SUP-3",
-        "--confirmed-by",
-        "Sam",
-        check=0,
-    )
-    cli.run("rotation", "disable-old-key", "prod", "--yes", check=0)
-    cli.run(
-        "rotation",
-        "schedule-deletion",
-        "prod",
-        "--window-days",
-        "7",
-        "--yes",
-        *ACCEPT_RISK,
-        check=0,
-    )
-    return old_key
-
-
 def test_rotation_cancel_deletion_with_enable(cli: Cli) -> None:
-    add_env(cli)
-    old_key = drive_rotation_cli(cli)
+    add_environment(cli)
+    old_key = drive_rotation_cli(cli, "old_key_deletion_scheduled")
 
     result = cli.json("recover", "cancel-deletion", "prod", "--enable", "--yes")
 
@@ -317,8 +227,8 @@ def test_rotation_cancel_deletion_with_enable(cli: Cli) -> None:
 
 
 def test_rotation_re_enable_refused_while_deletion_pending(cli: Cli) -> None:
-    add_env(cli)
-    old_key = drive_rotation_cli(cli)
+    add_environment(cli)
+    old_key = drive_rotation_cli(cli, "old_key_deletion_scheduled")
 
     refused = cli.json("recover", "re-enable", "prod", "--yes", check=3)
 
@@ -327,8 +237,8 @@ def test_rotation_re_enable_refused_while_deletion_pending(cli: Cli) -> None:
 
 
 def test_recover_without_yes_or_terminal_exits_2(cli: Cli) -> None:
-    add_env(cli)
-    old_key = drive_rotation_cli(cli)
+    add_environment(cli)
+    old_key = drive_rotation_cli(cli, "old_key_deletion_scheduled")
 
     result = cli.run("recover", "cancel-deletion", "prod", input_text="")
 
@@ -338,7 +248,7 @@ def test_recover_without_yes_or_terminal_exits_2(cli: Cli) -> None:
 
 
 def test_recover_with_nothing_to_recover_exits_3(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
 
     result = cli.run("recover", "re-enable", "prod", "--yes")
 
@@ -347,7 +257,7 @@ def test_recover_with_nothing_to_recover_exits_3(cli: Cli) -> None:
 
 
 def test_disablement_start_refused_while_rotation_open(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
     cli.run("rotation", "start", "prod", "--current-key", new_key(cli), check=0)
     other = new_key(cli)
 
@@ -361,8 +271,8 @@ def test_disablement_start_refused_while_rotation_open(cli: Cli) -> None:
 
 
 def test_status_lists_every_environment(cli: Cli) -> None:
-    add_env(cli, "prod")
-    add_env(cli, "qa1")
+    add_environment(cli, "prod")
+    add_environment(cli, "qa1")
     cli.run("disablement", "start", "prod", "--key", new_key(cli), check=0)
 
     rows = {row["environment"]: row for row in cli.json("status")["environments"]}
@@ -378,7 +288,7 @@ def test_status_lists_every_environment(cli: Cli) -> None:
 
 
 def test_history_shows_every_run_of_environment(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
     cli.run("onboarding", "start", "prod", check=0)
     cli.run("onboarding", "share", "prod", "--ticket", "SUP-1", check=3)
     cli.run("onboarding", "cancel", "prod", "--reason", "wrong account", check=0)
@@ -397,7 +307,7 @@ def test_history_shows_every_run_of_environment(cli: Cli) -> None:
 
 
 def test_diagram_highlights_open_run(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
     cli.run("onboarding", "start", "prod", check=0)
 
     result = cli.run("diagram", "onboarding", "prod", check=0)
@@ -407,7 +317,7 @@ def test_diagram_highlights_open_run(cli: Cli) -> None:
 
 
 def test_set_resources_through_cli(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
 
     shown = cli.json(
         "env",

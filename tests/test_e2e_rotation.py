@@ -6,37 +6,22 @@ import subprocess
 from typing import Any
 
 import pytest
-from conftest import PIPELINE_ACCOUNT, REGION, Cli, kmsguard_executable
+from conftest import Cli, create_key, kmsguard_executable
+from procedure_drivers import (
+    add_environment,
+    confirm_args,
+    drive_rotation_cli,
+    key_state,
+    schedule_deletion_args,
+)
 
 pytestmark = pytest.mark.e2e
 
 
-def current_key(cli: Cli) -> str:
-    kms = cli.kms()
-    arn = kms.create_key(
-        Description="in use", KeyUsage="ENCRYPT_DECRYPT", MultiRegion=False
-    )["KeyMetadata"]["Arn"]
-    return str(arn)
-
-
-def key_state(cli: Cli, arn: str) -> str:
-    return str(cli.kms().describe_key(KeyId=arn)["KeyMetadata"]["KeyState"])
-
-
 def start_rotation(cli: Cli) -> str:
-    old_key = current_key(cli)
-    cli.run(
-        "env",
-        "add",
-        "prod",
-        "--region",
-        REGION,
-        "--pipeline-account",
-        PIPELINE_ACCOUNT,
-        check=0,
-    )
-    cli.run("rotation", "start", "prod", "--current-key", old_key, check=0)
-    return old_key
+    """Add environment prod and start a rotation there; return the old key ARN."""
+    add_environment(cli)
+    return drive_rotation_cli(cli, "started")
 
 
 def test_rotation_persists_across_processes(cli: Cli) -> None:
@@ -49,30 +34,9 @@ def test_rotation_persists_across_processes(cli: Cli) -> None:
         "rotation", "contact-support", "prod", "--ticket", "SUP-42", check=0
     )
     refused = cli.json("rotation", "disable-old-key", "prod", "--yes", check=3)
-    cli.run(
-        "rotation",
-        "confirm",
-        "prod",
-        "--ticket",
-        "SUP-42",
-        "--confirmed-by",
-        "Sam",
-        check=0,
-    )
+    cli.run(*confirm_args("rotation", "SUP-42"), check=0)
     cli.run("rotation", "disable-old-key", "prod", "--yes", check=0)
-    # The key was disabled moments ago: the observation period cannot pass
-    # within a test, so the risk is accepted.
-    cli.run(
-        "rotation",
-        "schedule-deletion",
-        "prod",
-        "--window-days",
-        "7",
-        "--accept-risk",
-        "test: the key was disabled moments ago",
-        "--yes",
-        check=0,
-    )
+    cli.run(*schedule_deletion_args("rotation"), check=0)
     done = cli.json("rotation", "complete", "prod")
 
     new_key = created["new_key_arn"]
@@ -103,7 +67,7 @@ def test_status_shows_next_command(cli: Cli) -> None:
 
 def test_start_refused_while_run_open(cli: Cli) -> None:
     start_rotation(cli)
-    other = current_key(cli)
+    other = create_key(cli.kms(), Description="in use")
 
     result = cli.run("rotation", "start", "prod", "--current-key", other)
 
@@ -113,32 +77,13 @@ def test_start_refused_while_run_open(cli: Cli) -> None:
 
 @pytest.mark.parametrize("step", ["confirm", "disable"])
 def test_racing_processes_one_wins(cli: Cli, step: str) -> None:
-    start_rotation(cli)
-    cli.run("rotation", "new-key", "prod", "--create", check=0)
-    cli.run("rotation", "apply-policy", "prod", check=0)
-    cli.run("rotation", "contact-support", "prod", "--ticket", "SUP-1", check=0)
+    add_environment(cli)
     if step == "confirm":
-        args = [
-            "rotation",
-            "confirm",
-            "prod",
-            "--ticket",
-            "SUP-1",
-            "--confirmed-by",
-            "Sam",
-        ]
+        drive_rotation_cli(cli, "support_contacted", ticket="SUP-1")
+        args = confirm_args("rotation", "SUP-1")
         step_name = "confirm"
     else:
-        cli.run(
-            "rotation",
-            "confirm",
-            "prod",
-            "--ticket",
-            "SUP-1",
-            "--confirmed-by",
-            "Sam",
-            check=0,
-        )
+        drive_rotation_cli(cli, "rotation_confirmed", ticket="SUP-1")
         args = ["rotation", "disable-old-key", "prod", "--yes"]
         step_name = "disable_old_key"
     before = len(cli.json("history", "prod")["events"])

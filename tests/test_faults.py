@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
-from conftest import PIPELINE_ACCOUNT, REGION, Cli, drive_rotation, snapshot
+from conftest import REGION, Cli, create_key, drive_rotation, snapshot
+from procedure_drivers import add_environment
 
 from kmsguard.states import PROCEDURES
 from kmsguard.workflow.app import App, Settings
@@ -213,20 +214,8 @@ def test_connection_lost_after_intent_records_failure(
 @pytest.mark.e2e
 def test_unreachable_endpoint_writes_nothing(cli: Cli) -> None:
     """Nothing listens on port 1 of 127.0.0.1, so every AWS call fails to connect."""
-    kms = cli.kms()
-    old_key = kms.create_key(KeyUsage="ENCRYPT_DECRYPT", MultiRegion=False)[
-        "KeyMetadata"
-    ]["Arn"]
-    cli.run(
-        "env",
-        "add",
-        "prod",
-        "--region",
-        REGION,
-        "--pipeline-account",
-        PIPELINE_ACCOUNT,
-        check=0,
-    )
+    old_key = create_key(cli.kms())
+    add_environment(cli)
     cli.run("rotation", "start", "prod", "--current-key", old_key, check=0)
     before = snapshot(cli.db_path)
     cli.extra_env["AWS_MAX_ATTEMPTS"] = "1"
@@ -254,20 +243,8 @@ def test_unreachable_endpoint_writes_nothing(cli: Cli) -> None:
 def test_missing_credentials_write_nothing(cli: Cli) -> None:
     """Empty key variables, no config files and no instance metadata leave
     botocore without credentials."""
-    kms = cli.kms()
-    old_key = kms.create_key(KeyUsage="ENCRYPT_DECRYPT", MultiRegion=False)[
-        "KeyMetadata"
-    ]["Arn"]
-    cli.run(
-        "env",
-        "add",
-        "prod",
-        "--region",
-        REGION,
-        "--pipeline-account",
-        PIPELINE_ACCOUNT,
-        check=0,
-    )
+    old_key = create_key(cli.kms())
+    add_environment(cli)
     before = snapshot(cli.db_path)
     cli.extra_env.update(
         {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""}

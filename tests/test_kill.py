@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import PIPELINE_ACCOUNT, REGION, Cli, drive_rotation
+from procedure_drivers import key_state
 
 from kmsguard.workflow.app import App, Settings
 from kmsguard.workflow.intents import KILL_AT_VARIABLE, KILL_POINTS
@@ -53,10 +54,6 @@ def keys_tagged(cli: Cli, value: str) -> list[str]:
         if {"TagKey": RUN_TAG, "TagValue": value} in tags:
             found.append(str(key["KeyArn"]))
     return found
-
-
-def key_state(cli: Cli, arn: str) -> str:
-    return str(cli.kms().describe_key(KeyId=arn)["KeyMetadata"]["KeyState"])
 
 
 def outcomes(cli: Cli, step: str) -> list[str]:

@@ -6,8 +6,17 @@ is disabled only after support confirms that the pipeline no longer references
 it, and it is scheduled for deletion only after it is disabled.
 """
 
+from kmsguard.states.common_steps import (
+    cancel_step,
+    complete_step,
+    confirm_step,
+    disable_key_step,
+    record_key_start,
+    schedule_deletion_step,
+    support_request_step,
+)
 from kmsguard.states.recovery import recovery_steps
-from kmsguard.workflow.procedure import KeyExpectation, Procedure, Step
+from kmsguard.workflow.procedure import KeyExpectation, Procedure
 
 BEFORE_DISABLE = ("started", "removal_requested", "removal_confirmed")
 
@@ -21,76 +30,25 @@ DISABLEMENT = Procedure(
         "completed",
         "cancelled",
     ),
-    start=Step(
-        name="start",
-        command="start",
-        sources=(),
-        dest="started",
-        handler="record_key",
-        guards=("key_region", "key_enabled", "key_customer_managed"),
-        usage="--key KEY",
-    ),
+    start=record_key_start(usage="--key KEY"),
     steps=(
-        Step(
+        support_request_step(
             name="request_removal",
             command="request-removal",
-            sources=("started",),
+            source="started",
             dest="removal_requested",
-            handler="record_ticket",
-            usage="--ticket ID",
             request="disablement",
         ),
-        Step(
-            name="confirm",
-            command="confirm",
-            sources=("removal_requested",),
-            dest="removal_confirmed",
-            handler="record_confirmation",
-            guards=("ticket_matches", "confirmation_after_contact"),
-            usage="--ticket ID --confirmed-by NAME",
-        ),
-        Step(
+        confirm_step(source="removal_requested", dest="removal_confirmed"),
+        disable_key_step(
             name="disable_key",
             command="disable-key",
-            sources=("removal_confirmed",),
+            source="removal_confirmed",
             dest="key_disabled",
-            handler="disable_key",
-            guards=("confirmation_recorded", "key_out_of_use"),
-            destructive=True,
         ),
-        Step(
-            name="schedule_deletion",
-            command="schedule-deletion",
-            sources=("key_disabled",),
-            dest="key_deletion_scheduled",
-            handler="schedule_deletion",
-            guards=(
-                "confirmation_recorded",
-                "key_reads_disabled",
-                "observation_period_passed",
-                "no_events_since_disable",
-                "no_objects_under_key",
-            ),
-            usage="--window-days 30",
-            destructive=True,
-        ),
-        Step(
-            name="complete",
-            command="complete",
-            sources=("key_disabled", "key_deletion_scheduled"),
-            dest="completed",
-            handler="complete",
-            close=True,
-        ),
-        Step(
-            name="cancel",
-            command="cancel",
-            sources=BEFORE_DISABLE,
-            dest="cancelled",
-            handler="cancel",
-            usage="--reason TEXT",
-            close=True,
-        ),
+        schedule_deletion_step(source="key_disabled", dest="key_deletion_scheduled"),
+        complete_step(sources=("key_disabled", "key_deletion_scheduled")),
+        cancel_step(sources=BEFORE_DISABLE),
         *recovery_steps(
             disabled="key_disabled",
             deletion_scheduled="key_deletion_scheduled",

@@ -6,6 +6,13 @@ applied the configuration, then verify that the pipeline uses the key. No step
 disables a key, so a run can be cancelled from any state before it completes.
 """
 
+from kmsguard.states.common_steps import (
+    apply_policy_step,
+    cancel_step,
+    complete_step,
+    confirm_step,
+    new_key_step,
+)
 from kmsguard.workflow.procedure import KeyExpectation, Procedure, Step
 
 BEFORE_COMPLETE = (
@@ -29,34 +36,8 @@ ONBOARDING = Procedure(
         handler="open_run",
     ),
     steps=(
-        Step(
-            name="new_key",
-            command="new-key",
-            sources=("started",),
-            dest="key_ready",
-            handler="new_key",
-            guards=(
-                "key_spec",
-                "key_usage",
-                "key_origin",
-                "key_single_region",
-                "key_region",
-                "key_enabled",
-                "key_customer_managed",
-                "key_owner",
-            ),
-            usage="--create",
-            target="new",
-        ),
-        Step(
-            name="apply_policy",
-            command="apply-policy",
-            sources=("key_ready",),
-            dest="policy_applied",
-            handler="apply_policy",
-            guards=("policy_checks_pass",),
-            target="new",
-        ),
+        new_key_step(source="started", dest="key_ready"),
+        apply_policy_step(source="key_ready"),
         Step(
             name="share",
             command="share",
@@ -67,15 +48,7 @@ ONBOARDING = Procedure(
             target="new",
             request="onboarding",
         ),
-        Step(
-            name="confirm",
-            command="confirm",
-            sources=("shared_with_support",),
-            dest="configured",
-            handler="record_confirmation",
-            guards=("ticket_matches", "confirmation_after_contact"),
-            usage="--ticket ID --confirmed-by NAME",
-        ),
+        confirm_step(source="shared_with_support", dest="configured"),
         Step(
             name="verify",
             command="verify",
@@ -85,23 +58,8 @@ ONBOARDING = Procedure(
             guards=("pipeline_use_seen", "resources_name_key"),
             target="new",
         ),
-        Step(
-            name="complete",
-            command="complete",
-            sources=("verified",),
-            dest="completed",
-            handler="complete",
-            close=True,
-        ),
-        Step(
-            name="cancel",
-            command="cancel",
-            sources=BEFORE_COMPLETE,
-            dest="cancelled",
-            handler="cancel",
-            usage="--reason TEXT",
-            close=True,
-        ),
+        complete_step(sources=("verified",)),
+        cancel_step(sources=BEFORE_COMPLETE),
     ),
     waiting_state="shared_with_support",
     confirmed_states=("configured", "verified", "completed"),

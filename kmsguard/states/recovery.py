@@ -15,35 +15,53 @@ def recovery_steps(
 ) -> tuple[Step, ...]:
     """Return the recovery steps of a procedure with these three states."""
     return (
-        Step(
+        recovery_step(
             name="re_enable",
             command="re-enable",
-            sources=(disabled, "completed"),
+            source=disabled,
             dest=waiting,
             handler="recover_enable_key",
-            guards=("key_can_be_enabled",),
-            destructive=True,
-            recovery=True,
+            guard="key_can_be_enabled",
         ),
-        Step(
+        recovery_step(
             name="cancel_deletion",
             command="cancel-deletion",
-            sources=(deletion_scheduled, "completed"),
+            source=deletion_scheduled,
             dest=disabled,
             handler="recover_cancel_deletion",
-            guards=("key_pending_deletion",),
-            destructive=True,
-            recovery=True,
+            guard="key_pending_deletion",
         ),
-        Step(
+        recovery_step(
             name="cancel_deletion_and_enable",
             command="cancel-deletion",
-            sources=(deletion_scheduled, "completed"),
+            source=deletion_scheduled,
             dest=waiting,
             handler="recover_cancel_deletion_and_enable",
-            guards=("key_pending_deletion",),
+            guard="key_pending_deletion",
             usage="--enable",
-            destructive=True,
-            recovery=True,
         ),
+    )
+
+
+def recovery_step(
+    *,
+    name: str,
+    command: str,
+    source: str,
+    dest: str,
+    handler: str,
+    guard: str,
+    usage: str = "",
+) -> Step:
+    """Build a recovery step that starts from `source` or from a completed run."""
+    return Step(
+        name=name,
+        command=command,
+        sources=(source, "completed"),
+        dest=dest,
+        handler=handler,
+        guards=(guard,),
+        usage=usage,
+        destructive=True,
+        recovery=True,
     )

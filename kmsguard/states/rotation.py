@@ -5,8 +5,19 @@ first, then support, and the old key is disabled only after support confirms,
 and scheduled for deletion only after it is disabled.
 """
 
+from kmsguard.states.common_steps import (
+    apply_policy_step,
+    cancel_step,
+    complete_step,
+    confirm_step,
+    disable_key_step,
+    new_key_step,
+    record_key_start,
+    schedule_deletion_step,
+    support_request_step,
+)
 from kmsguard.states.recovery import recovery_steps
-from kmsguard.workflow.procedure import KeyExpectation, Procedure, Step
+from kmsguard.workflow.procedure import KeyExpectation, Procedure
 
 BEFORE_DISABLE = (
     "started",
@@ -26,106 +37,31 @@ ROTATION = Procedure(
         "completed",
         "cancelled",
     ),
-    start=Step(
-        name="start",
-        command="start",
-        sources=(),
-        dest="started",
-        handler="record_key",
-        guards=("key_region", "key_enabled", "key_customer_managed"),
-        usage="--current-key KEY",
-    ),
+    start=record_key_start(usage="--current-key KEY"),
     steps=(
-        Step(
-            name="new_key",
-            command="new-key",
-            sources=("started",),
-            dest="new_key_ready",
-            handler="new_key",
-            guards=(
-                "key_spec",
-                "key_usage",
-                "key_origin",
-                "key_single_region",
-                "key_region",
-                "key_enabled",
-                "key_customer_managed",
-                "key_owner",
-                "key_not_current",
-            ),
-            usage="--create",
-            target="new",
+        new_key_step(
+            source="started", dest="new_key_ready", extra_guards=("key_not_current",)
         ),
-        Step(
-            name="apply_policy",
-            command="apply-policy",
-            sources=("new_key_ready",),
-            dest="policy_applied",
-            handler="apply_policy",
-            guards=("policy_checks_pass",),
-            target="new",
-        ),
-        Step(
+        apply_policy_step(source="new_key_ready"),
+        support_request_step(
             name="contact_support",
             command="contact-support",
-            sources=("policy_applied",),
+            source="policy_applied",
             dest="support_contacted",
-            handler="record_ticket",
-            usage="--ticket ID",
             request="rotation",
         ),
-        Step(
-            name="confirm",
-            command="confirm",
-            sources=("support_contacted",),
-            dest="rotation_confirmed",
-            handler="record_confirmation",
-            guards=("ticket_matches", "confirmation_after_contact"),
-            usage="--ticket ID --confirmed-by NAME",
-        ),
-        Step(
+        confirm_step(source="support_contacted", dest="rotation_confirmed"),
+        disable_key_step(
             name="disable_old_key",
             command="disable-old-key",
-            sources=("rotation_confirmed",),
+            source="rotation_confirmed",
             dest="old_key_disabled",
-            handler="disable_key",
-            guards=("confirmation_recorded", "key_out_of_use"),
-            usage="",
-            destructive=True,
         ),
-        Step(
-            name="schedule_deletion",
-            command="schedule-deletion",
-            sources=("old_key_disabled",),
-            dest="old_key_deletion_scheduled",
-            handler="schedule_deletion",
-            guards=(
-                "confirmation_recorded",
-                "key_reads_disabled",
-                "observation_period_passed",
-                "no_events_since_disable",
-                "no_objects_under_key",
-            ),
-            usage="--window-days 30",
-            destructive=True,
+        schedule_deletion_step(
+            source="old_key_disabled", dest="old_key_deletion_scheduled"
         ),
-        Step(
-            name="complete",
-            command="complete",
-            sources=("old_key_disabled", "old_key_deletion_scheduled"),
-            dest="completed",
-            handler="complete",
-            close=True,
-        ),
-        Step(
-            name="cancel",
-            command="cancel",
-            sources=BEFORE_DISABLE,
-            dest="cancelled",
-            handler="cancel",
-            usage="--reason TEXT",
-            close=True,
-        ),
+        complete_step(sources=("old_key_disabled", "old_key_deletion_scheduled")),
+        cancel_step(sources=BEFORE_DISABLE),
         *recovery_steps(
             disabled="old_key_disabled",
             deletion_scheduled="old_key_deletion_scheduled",
