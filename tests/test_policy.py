@@ -332,7 +332,7 @@ ANALYSIS_CASES = [
     pytest.param(
         root_without_sid_narrowed(),
         "root",
-        {("error", "key-root-narrowed", "Statement[0]")},
+        {("error", "key-root-narrowed", "statement 1")},
         id="root-without-sid-narrowed",
     ),
     pytest.param(

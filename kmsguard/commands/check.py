@@ -142,9 +142,10 @@ def check_policy_command(
     The analysis evaluates the statements: the pipeline's use and grant
     actions, the key account's own access (lockout safety), principals and
     the pipeline account, exposure to other accounts, and Deny statements.
-    Each finding names the statement (its Sid or index), the rule and the
-    fix. Exit status 0 without errors (warnings allowed), 3 with errors, and 2
-    for an invalid document, naming the path of the bad element.
+    Each finding names the statement (its Sid, or "statement N" counted from
+    1), the rule and the fix. Exit status 0 without errors (warnings allowed),
+    3 with errors, and 2 for an invalid document, naming the JSON path of the
+    bad element, such as Statement[0].Effect, whose indexes count from 0.
     """
     from kmsguard.workflow.policy_report import check_key_policy, check_policy_text
 

@@ -106,7 +106,8 @@ class App:
         """
         found = self.store.get_environment(name)
         if found is None:
-            raise unknown_environment(name)
+            known = [environment.name for environment in self.environments()]
+            raise unknown_environment(name, known)
         return found
 
     def environments(self) -> list[Environment]:

@@ -349,8 +349,19 @@ def _policy_finding(target: KeyTarget, finding: policy.Finding) -> DoctorFinding
         ERROR,
         ACCESS_DENIED,
         "key_policy",
-        f"key policy of {target.arn}, statement {finding.statement}: {finding.message}",
+        f"key policy of {target.arn}, {_statement_phrase(finding.statement)}: "
+        f"{finding.message}",
         finding.fix,
         target.arn,
         {"rule": finding.rule, "statement": finding.statement},
     )
+
+
+def _statement_phrase(label: str) -> str:
+    """Name the part of the policy a finding's label points to, for a sentence."""
+    if label == policy.POLICY_SCOPE:
+        return "the policy as a whole"
+    # The label of a statement without a Sid already reads "statement N".
+    if label.startswith("statement "):
+        return label
+    return f"statement {label}"

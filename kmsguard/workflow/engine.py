@@ -223,7 +223,8 @@ class Engine:
     def get_environment(self, env_name: str) -> Environment:
         environment = self.store.get_environment(env_name)
         if environment is None:
-            raise unknown_environment(env_name)
+            known = [other.name for other in self.store.list_environments()]
+            raise unknown_environment(env_name, known)
         return environment
 
     def _load_run(self, procedure: Procedure, step: Step, env_name: str) -> Run:

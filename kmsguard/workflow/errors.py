@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,13 +27,45 @@ class InvalidInput(KmsguardError):
     exit_code = 2
 
 
-def unknown_environment(name: str) -> InvalidInput:
-    """Return the error for an environment name the database does not hold."""
+# An unknown-environment error lists the registered names when there are at
+# most this many, and otherwise points to `kmsguard env list`.
+MAX_LISTED_ENVIRONMENTS = 5
+
+
+def unknown_environment(name: str, known: Sequence[str]) -> InvalidInput:
+    """Return the error for an environment name the database does not hold.
+
+    Args:
+        known: the registered environment names, to suggest the closest one
+            and to list them when there are few.
+    """
+    add = f"`kmsguard env add {name} --region REGION --pipeline-account ACCOUNT_ID`"
+    if not known:
+        return InvalidInput(
+            f"unknown environment {name!r}: no environment is registered yet. "
+            f"Add it with {add}"
+        )
+
+    close = difflib.get_close_matches(name, known, n=1)
+    registered = _registered_environments(sorted(known))
+    if close:
+        found = f"did you mean {close[0]!r}? {registered[0].upper()}{registered[1:]}"
+    else:
+        found = registered
     return InvalidInput(
-        f"unknown environment {name!r}: add it with `kmsguard env add "
-        f"{name} --region REGION --pipeline-account ACCOUNT_ID`, or see "
-        "`kmsguard env list`"
+        f"unknown environment {name!r}: {found}. To add {name!r}, run {add}"
     )
+
+
+def _registered_environments(names: list[str]) -> str:
+    if len(names) > MAX_LISTED_ENVIRONMENTS:
+        return (
+            f"{len(names)} environments are registered, and `kmsguard env list` "
+            "lists them"
+        )
+    if len(names) == 1:
+        return f"the only registered environment is {names[0]}"
+    return f"the registered environments are {', '.join(names)}"
 
 
 class OperationFailed(KmsguardError):

@@ -75,6 +75,25 @@ def check_region(facts: KeyFacts, expected: KeyExpectations) -> KeyCheck:
     )
 
 
+def check_single_region(facts: KeyFacts, _: KeyExpectations) -> KeyCheck:
+    multi_region = facts.metadata.get("MultiRegion")
+    if multi_region is None:
+        return KeyCheck(
+            "key_single_region",
+            "failed",
+            f"MultiRegion of {facts.arn} is unknown",
+            NEW_KEY_FIX,
+        )
+    if not multi_region:
+        return KeyCheck("key_single_region", "passed", "key is not a multi-Region key")
+    return KeyCheck(
+        "key_single_region",
+        "failed",
+        f"key {facts.arn} is a multi-Region key",
+        NEW_KEY_FIX,
+    )
+
+
 def check_enabled(facts: KeyFacts, _: KeyExpectations) -> KeyCheck:
     state = facts.state or "unknown"
     if state == "Enabled":
@@ -155,9 +174,7 @@ KEY_CHECKS: dict[str, Callable[[KeyFacts, KeyExpectations], KeyCheck]] = {
     "key_origin": _metadata_check(
         "key_origin", "Origin", "AWS_KMS", "key material origin", NEW_KEY_FIX
     ),
-    "key_single_region": _metadata_check(
-        "key_single_region", "MultiRegion", False, "multi-Region", NEW_KEY_FIX
-    ),
+    "key_single_region": check_single_region,
     "key_customer_managed": _metadata_check(
         "key_customer_managed",
         "KeyManager",

@@ -123,14 +123,14 @@ def statement_list(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], element_values(doc["Statement"]))
 
 
-def statement_path(doc: dict[str, Any], index: int) -> str:
-    return f"Statement[{index}]" if isinstance(doc["Statement"], list) else "Statement"
-
-
 def statement_label(doc: dict[str, Any], index: int) -> str:
-    """Return the Sid of a statement, or its path when it has no Sid."""
+    """Return the Sid of a statement, or "statement N" counted from 1 without one.
+
+    Args:
+        index: the statement's position in the policy, counted from 0.
+    """
     sid = statement_list(doc)[index].get("Sid")
-    return sid if isinstance(sid, str) and sid else statement_path(doc, index)
+    return sid if isinstance(sid, str) and sid else f"statement {index + 1}"
 
 
 def _fail(path: str, problem: str, fix: str) -> NoReturn:

@@ -43,7 +43,7 @@ class Finding:
     """One problem found in a key policy, with the statement, the rule and the fix."""
 
     severity: str  # "error" or "warning"
-    statement: str  # the Sid, "Statement[i]" without a Sid, or "(policy)"
+    statement: str  # the Sid, "statement N" (from 1) without a Sid, or "(policy)"
     rule: str
     message: str
     fix: str

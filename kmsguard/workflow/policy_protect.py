@@ -107,9 +107,9 @@ def narrow_protection(doc: dict[str, Any], actions: Sequence[str]) -> dict[str, 
     unknown = [action for action in actions if action.lower() not in by_name]
     if not actions or unknown:
         raise InvalidInput(
-            f"invalid protection actions {list(actions)!r}: give one or more of "
-            f"{list(current)!r}, the actions the protection statement denies now. "
-            "To lift the protection completely, remove the statement."
+            f"invalid protection actions {', '.join(actions) or '(none)'}: give one "
+            f"or more of {', '.join(current)}, the actions the protection statement "
+            "denies now. To lift the protection completely, remove the statement."
         )
 
     kept = list(dict.fromkeys(by_name[action.lower()] for action in actions))
