@@ -1,3 +1,3 @@
-from kmsguard.cli import main
+from kmsguard.launch import main
 
 main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -296,6 +297,7 @@ def env_set_resources(
     clear: bool,
 ) -> None:
     """Replace the pipeline resources the environment lists."""
+    from kmsguard.commands.common import text_value
     from kmsguard.workflow.environment_resources import set_environment_resources
 
     state = get_state()
@@ -313,7 +315,9 @@ def env_set_resources(
     emit(
         updated.to_dict(),
         [f"resources of {updated.name} set"]
-        + [f"{name}: {value}" for name, value in resources.items() if value],
+        + [
+            f"{name}: {text_value(value)}" for name, value in resources.items() if value
+        ],
     )
 
 
@@ -330,43 +334,37 @@ def env_set_resources(
 )
 def status(environment: str | None, live: bool) -> None:
     """Show each environment's open run, its state, its age and the next command."""
+    from kmsguard.commands.quick_status import status_lines
+
     state = get_state()
     with handle_errors():
         rows = state.app.status(environment, live=live)
-    columns = [
-        ("environment", "ENV"),
-        ("procedure", "PROCEDURE"),
-        ("state", "STATE"),
-        ("state_age", "AGE"),
-        ("next", "NEXT"),
-    ]
 
     def lines() -> list[str]:
-        if not rows:
-            return ["no environments; add one with `kmsguard env add`"]
-        text = table(rows, columns)
-        for row in rows:
-            intent = row.get("unresolved_intent")
-            if intent:
-                text.append(
-                    style(
-                        f"unresolved: {row['environment']}: {intent['step']} ({intent.get('action')}) since {intent['since']} by {intent['operator']}; the next step command reconciles it from AWS",
-                        fg="yellow",
-                    )
-                )
-        if live:
+        text = status_lines(
+            rows,
+            header=lambda line: style(line, bold=True),
+            warning=lambda line: style(line, fg="yellow"),
+        )
+        if live and rows:
             from kmsguard.commands.live import live_lines
 
             text.extend(live_lines(rows))
         return text
 
     emit({"environments": rows}, lines)
+    if live:
+        from kmsguard.commands.live import live_exit_code
+
+        sys.exit(live_exit_code(rows))
 
 
 @main.command()
 @click.argument("environment", metavar="ENV")
 def history(environment: str) -> None:
     """Show every audit event of an environment, refusals included."""
+    from kmsguard.commands.common import table_with_continuations
+
     state = get_state()
     with handle_errors():
         events = state.app.history(environment)
@@ -383,9 +381,12 @@ def history(environment: str) -> None:
     ]
 
     def lines() -> list[str]:
-        rows = [dict(e, message=str(e["message"]).split("\n")[0]) for e in events]
-        if not rows:
+        if not events:
             return [f"no events for {environment}"]
-        return [*table(rows, columns), next_line(f"kmsguard status {environment}")]
+        return [
+            # A refusal's message lists each unmet guard on a line of its own.
+            *table_with_continuations(events, columns),
+            next_line(f"kmsguard status {environment}"),
+        ]
 
     emit({"environment": environment, "events": events}, lines)

@@ -8,9 +8,18 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import PIPELINE_ACCOUNT, REGION, ROTATION_PARAMS, Cli, drive_rotation
+from conftest import (
+    PIPELINE_ACCOUNT,
+    REGION,
+    ROTATION_PARAMS,
+    Cli,
+    create_key,
+    drive_rotation,
+)
+from procedure_drivers import add_environment
 
 from kmsguard.cli import main
+from kmsguard.commands.live import live_exit_code
 from kmsguard.states import PROCEDURES
 from kmsguard.workflow.app import App
 from kmsguard.workflow.errors import Refused
@@ -189,7 +198,7 @@ def test_status_live_cli_prints_recovery(app: App, kms: Any, db_path: Path) -> N
 
     result = CliRunner().invoke(main, ["--db", str(db_path), "status", "--live"])
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     assert f"drift: prod: the current key {old_key} reads Disabled" in result.stdout
     assert (
         f"recovery: aws kms enable-key --key-id {old_key} --region {REGION}"
@@ -200,24 +209,13 @@ def test_status_live_cli_prints_recovery(app: App, kms: Any, db_path: Path) -> N
 @pytest.mark.e2e
 def test_status_live_e2e_json(cli: Cli) -> None:
     kms = cli.kms()
-    old_key = kms.create_key(KeyUsage="ENCRYPT_DECRYPT", MultiRegion=False)[
-        "KeyMetadata"
-    ]["Arn"]
-    cli.run(
-        "env",
-        "add",
-        "prod",
-        "--region",
-        REGION,
-        "--pipeline-account",
-        PIPELINE_ACCOUNT,
-        check=0,
-    )
+    old_key = create_key(kms)
+    add_environment(cli)
     cli.run("rotation", "start", "prod", "--current-key", old_key, check=0)
     kms.disable_key(KeyId=key_id(old_key))
 
     plain = cli.json("status", "prod")
-    live = cli.json("status", "prod", "--live")
+    live = cli.json("status", "prod", "--live", check=3)
 
     assert "live" not in plain["environments"][0]
     [drift] = live["environments"][0]["live"]["drift"]
@@ -225,17 +223,28 @@ def test_status_live_e2e_json(cli: Cli) -> None:
     assert drift["expected"] == "Enabled"
 
 
-def test_local_step_goes_on_when_aws_unreachable(
+def test_status_live_exits_zero_without_drift(
     app: App, kms: Any, db_path: Path
 ) -> None:
-    """The connection error is raised at botocore's before-send event, where
-    urllib3 would raise it, with one attempt so no retry waits."""
+    drive_rotation(app, kms, "support_contacted")
+
+    result = CliRunner().invoke(main, ["--db", str(db_path), "status", "--live"])
+
+    assert result.exit_code == 0, result.output
+    assert "prod: no drift: the keys match the run" in result.stdout
+
+
+def offline_app(db_path: Path) -> App:
+    """An App whose KMS DescribeKey fails as an unreachable endpoint does.
+
+    The connection error is raised at botocore's before-send event, where
+    urllib3 would raise it, with one attempt so no retry waits.
+    """
     from botocore.exceptions import EndpointConnectionError
 
     from kmsguard.workflow.app import Settings
     from kmsguard.workflow.aws import AwsSession, AwsSettings
 
-    drive_rotation(app, kms, "support_contacted")
     session = AwsSession(AwsSettings(max_attempts=1))
 
     def unreachable(request: Any, **_: Any) -> None:
@@ -244,7 +253,27 @@ def test_local_step_goes_on_when_aws_unreachable(
     session.client("kms", REGION).meta.events.register_first(
         "before-send.kms.DescribeKey", unreachable
     )
-    offline = App(Settings(db_path=db_path, operator="bob"), aws=session)
+    return App(Settings(db_path=db_path, operator="bob"), aws=session)
+
+
+def test_status_live_exit_code_one_when_aws_unreadable(
+    app: App, kms: Any, db_path: Path
+) -> None:
+    drive_rotation(app, kms, "support_contacted")
+    offline = offline_app(db_path)
+
+    rows = offline.status("prod", live=True)
+    offline.close()
+
+    assert "error" in rows[0]["live"]
+    assert live_exit_code(rows) == 1
+
+
+def test_local_step_goes_on_when_aws_unreachable(
+    app: App, kms: Any, db_path: Path
+) -> None:
+    drive_rotation(app, kms, "support_contacted")
+    offline = offline_app(db_path)
     result = offline.step(ROTATION, "confirm", "prod", dict(CONFIRM))
     offline.close()
 

@@ -9,9 +9,7 @@ Diagnostics (errors, warnings, progress) always go to stderr.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from kmsguard.commands.text import cell, table_lines, to_json, use_color
 from kmsguard.workflow.errors import InvalidInput, KmsguardError
 
 if TYPE_CHECKING:
@@ -47,25 +46,9 @@ def get_state() -> State:
     return state
 
 
-def use_color(err: bool = False) -> bool:
-    """Return whether to colour output: only on a terminal, never with NO_COLOR.
-
-    NO_COLOR follows no-color.org, so any non-empty value turns colour off.
-    """
-    stream = sys.stderr if err else sys.stdout
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        return False
-    return stream.isatty()
-
-
 def style(text: str, err: bool = False, **styles: Any) -> str:
     """Colour `text` for stdout, or for stderr with err=True, when colour is on."""
     return click.style(text, **styles) if use_color(err) else text
-
-
-def to_json(data: dict[str, Any]) -> str:
-    """Render one JSON object the way every command prints it."""
-    return json.dumps(data, indent=2, sort_keys=True, default=str)
 
 
 def emit(data: dict[str, Any], lines: Lines) -> None:
@@ -104,43 +87,38 @@ def handle_errors() -> Iterator[None]:
 
 
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[str]:
-    """Render rows as an aligned text table with a header.
+    """Render rows as an aligned text table with a header, bold on a terminal.
 
     Args:
         columns: (key in each row, column title) pairs, left to right.
     """
-    header = [title for _, title in columns]
-    body = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
-    widths = [
-        max(len(cell) for cell in column) for column in zip(header, *body, strict=True)
-    ]
-    lines = [_aligned(header, widths)]
-    lines.extend(_aligned(cells, widths) for cells in body)
-    if use_color():
-        lines[0] = click.style(lines[0], bold=True)
-    return lines
+    return table_lines(rows, columns, header=_bold_header)
+
+
+def table_with_continuations(
+    rows: list[dict[str, Any]], columns: list[tuple[str, str]]
+) -> list[str]:
+    """Render rows as `table` does, keeping every line of the last column."""
+    return table_lines(rows, columns, header=_bold_header, continued=True)
 
 
 def fields(data: dict[str, Any]) -> list[str]:
     """Render a flat object as aligned `name: value` lines."""
     width = max((len(name) for name in data), default=0) + 1
     return [
-        f"{name + ':':<{width}} {_cell(value)}".rstrip() for name, value in data.items()
+        f"{name + ':':<{width}} {cell(value)}".rstrip() for name, value in data.items()
     ]
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    # A line break would break the table's alignment, so only the first line shows.
-    return str(value).split("\n")[0]
+def text_value(value: Any) -> str:
+    """Render a value for text output: list and tuple items comma-separated."""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value)
+    return str(value)
 
 
-def _aligned(cells: list[str], widths: list[int]) -> str:
-    padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
-    return "  ".join(padded).rstrip()
+def _bold_header(line: str) -> str:
+    return style(line, bold=True)
 
 
 def confirm_destructive(yes: bool, what: str) -> Callable[[Any], bool] | None:

@@ -28,6 +28,19 @@ def live_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def live_exit_code(rows: list[dict[str, Any]]) -> int:
+    """Return 3 when a key drifted, 1 when AWS could not be read, else 0.
+
+    A pipeline that runs `status --live` as a pre-check stops on either.
+    """
+    found = [row["live"] for row in rows if row.get("live")]
+    if any(live.get("drift") for live in found):
+        return 3
+    if any("error" in live for live in found):
+        return 1
+    return 0
+
+
 def protection_lines(env: str, status: dict[str, Any] | None) -> list[str]:
     """Return whether the protection statement is in place, and its problems."""
     if not status:

@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from kmsguard.commands.common import to_json
 from kmsguard.commands.lazy import LazyGroup
+from kmsguard.commands.text import to_json
 from kmsguard.workflow.errors import InvalidInput
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kmsguard.workflow.errors import InvalidInput, unknown_environment
-from kmsguard.workflow.records import Environment, NewEvent, Run, utc_now
+from kmsguard.workflow.records import Environment, NewEvent, utc_now
 from kmsguard.workflow.store import SqliteStore
 
 if TYPE_CHECKING:
@@ -144,14 +144,6 @@ class App:
 
     # Reading
 
-    def next_command(self, run: Run) -> str:
-        """Return the command that moves an open run forward, or ""."""
-        from kmsguard.states import PROCEDURES
-
-        return PROCEDURES[run.procedure].next_command(
-            run.state, run.environment, run.ticket_id
-        )
-
     def status(
         self, environment: str | None = None, live: bool = False
     ) -> list[dict[str, Any]]:
@@ -160,9 +152,11 @@ class App:
         Plain status reads only the database. With `live`, each open run's keys
         are read from AWS and compared with the run (see workflow.drift).
         """
-        from kmsguard.workflow.reports import status_rows
+        from kmsguard.workflow.status_view import status_rows
 
-        rows = status_rows(self, environment)
+        if environment is not None:
+            self.environment(environment)
+        rows = status_rows(self.store.conn, environment)
         if live:
             from kmsguard.workflow.drift import live_status
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kmsguard.workflow.records import Run, parse_time
-from kmsguard.workflow.reports import format_age
+from kmsguard.workflow.status_view import format_age
 
 
 @dataclass(frozen=True)

@@ -38,16 +38,18 @@ from kmsguard.workflow.records import (
     dumps,
     utc_now,
 )
-from kmsguard.workflow.schema_names import MIGRATION_NAMES, MIGRATION_SET
+from kmsguard.workflow.schema_names import (
+    BUSY_TIMEOUT_SECONDS,
+    BUSY_TIMEOUT_VARIABLE,
+    MIGRATION_NAMES,
+    MIGRATION_SET,
+)
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
 log = logging.getLogger(__name__)
 
-# How long a write waits for another process's lock before LockTimeout.
-BUSY_TIMEOUT_SECONDS = 10.0
-BUSY_TIMEOUT_VARIABLE = "KMSGUARD_BUSY_TIMEOUT"
 RUN_COLUMNS = (
     "current_key_arn",
     "new_key_arn",
@@ -642,23 +644,3 @@ class SqliteStore:
             self._run_from_row(row)
             for row in self._rows("SELECT * FROM runs ORDER BY id")
         ]
-
-    def status_rows(
-        self, environment: str | None = None
-    ) -> list[tuple[Environment, Run | None]]:
-        """Return every environment (or one) with its open run, in one query."""
-        sql = (
-            "SELECT e.name, r.id FROM environments e LEFT JOIN runs r "
-            "ON r.environment = e.name AND r.closed_at IS NULL"
-        )
-        params: list[Any] = []
-        if environment is not None:
-            sql += " WHERE e.name = ?"
-            params.append(environment)
-        rows = self.conn.execute(sql + " ORDER BY e.name", params).fetchall()
-        result = []
-        for name, run_id in rows:
-            env = self.get_environment(name)
-            assert env is not None
-            result.append((env, self.get_run(run_id) if run_id is not None else None))
-        return result

@@ -1,0 +1,17 @@
+"""The `kmsguard` command: a plain status answered at once, else the full CLI."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    from kmsguard.commands.quick_status import answer
+
+    code = answer(sys.argv[1:], os.environ)
+    if code is not None:
+        sys.exit(code)
+    from kmsguard.cli import main as full_command_line
+
+    full_command_line()
