@@ -307,7 +307,7 @@ def onboarding_group() -> click.Group:
         verify_command(
             ONBOARDING,
             ONBOARDING.step("verify"),
-            "Check that the pipeline uses the key.\n\nCloudTrail must show Decrypt or GenerateDataKey calls on the key by the pipeline account since support's confirmation, and every listed pipeline resource you can read must name the key in its encryption settings. Resources you cannot read are shown as not checked.",
+            "Check that the pipeline uses the key.\n\nCloudTrail must show Decrypt or GenerateDataKey calls on the key by the pipeline account since support's confirmation, and every listed pipeline resource of a requested component must exist, be readable and name the key in its encryption settings; at least one must be listed. A resource that is missing, or that cannot be read, stops the step.",
         )
     )
     return group

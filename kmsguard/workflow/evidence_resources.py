@@ -39,6 +39,18 @@ KIND_TITLES = {
     SQS_QUEUE: "SQS queue",
 }
 
+# The AWS error codes that mean the resource itself does not exist. For a
+# missing queue SQS sends the error type QueueDoesNotExist and the older
+# query-protocol code AWS.SimpleQueueService.NonExistentQueue, and botocore
+# reports the second as the code whenever AWS includes it.
+NOT_FOUND_CODES = {
+    S3_BUCKET: frozenset({"NoSuchBucket"}),
+    KINESIS_STREAM: frozenset({"ResourceNotFoundException"}),
+    SQS_QUEUE: frozenset(
+        {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+    ),
+}
+
 Progress = Callable[[str, int, int | None], None]
 
 STREAM_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[\w.-]+$")
@@ -87,7 +99,11 @@ class Resources:
 
 @dataclass(frozen=True)
 class ResourceReading:
-    """The result of one resource read: key references, retention, or an error."""
+    """The result of one resource read: key references, retention, or an error.
+
+    `missing` is true when the read failed because AWS reports that the
+    resource does not exist, rather than for another reason such as access.
+    """
 
     kind: str
     name: str
@@ -96,10 +112,24 @@ class ResourceReading:
     retention: timedelta | None = None
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    missing: bool = False
 
     @property
     def label(self) -> str:
         return f"{KIND_TITLES[self.kind]} {self.name}"
+
+
+def failed_reading(
+    kind: str, name: str, region: str, exc: Exception, action: str
+) -> ResourceReading:
+    """Return the reading of a resource whose read call raised `exc`."""
+    return ResourceReading(
+        kind,
+        name,
+        region,
+        error=failure_text(exc, action, name),
+        missing=error_code(exc) in NOT_FOUND_CODES[kind],
+    )
 
 
 def queue_region(url: str, default: str) -> str:
@@ -162,9 +192,7 @@ def _read_bucket(
         if error_code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
             return ResourceReading(S3_BUCKET, bucket, region, details={"sse": "none"})
         action = "s3:GetBucketEncryption"
-        return ResourceReading(
-            S3_BUCKET, bucket, region, error=failure_text(exc, action, bucket)
-        )
+        return failed_reading(S3_BUCKET, bucket, region, exc, action)
 
     references = []
     for rule in answer["ServerSideEncryptionConfiguration"].get("Rules", []):
@@ -196,12 +224,7 @@ def _read_stream(
             answer = kinesis.describe_stream_summary(StreamName=stream)
     except aws_errors() as exc:
         action = "kinesis:DescribeStreamSummary"
-        return ResourceReading(
-            KINESIS_STREAM,
-            stream,
-            stream_region,
-            error=failure_text(exc, action, stream),
-        )
+        return failed_reading(KINESIS_STREAM, stream, stream_region, exc, action)
 
     summary = answer["StreamDescriptionSummary"]
     resolutions: tuple[Resolution, ...] = ()
@@ -226,9 +249,7 @@ def _read_queue(
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)
     except aws_errors() as exc:
         action = "sqs:GetQueueAttributes"
-        return ResourceReading(
-            SQS_QUEUE, url, url_region, error=failure_text(exc, action, url)
-        )
+        return failed_reading(SQS_QUEUE, url, url_region, exc, action)
 
     values = attributes.get("Attributes", {})
     resolutions: tuple[Resolution, ...] = ()

@@ -9,7 +9,8 @@ from __future__ import annotations
 from kmsguard.workflow.aws import KeyFacts
 from kmsguard.workflow.context import Guard, StepContext
 from kmsguard.workflow.errors import GuardResult
-from kmsguard.workflow.verify import PASSED, OnboardingVerification
+from kmsguard.workflow.verify import OnboardingVerification
+from kmsguard.workflow.verify_checks import PASSED, SKIPPED
 
 
 def _verification(ctx: StepContext) -> OnboardingVerification:
@@ -32,27 +33,32 @@ def pipeline_use_seen(ctx: StepContext) -> GuardResult:
 
 
 def resources_name_key(ctx: StepContext) -> GuardResult:
-    """Pass when no checked pipeline resource names another key or none."""
+    """Pass when every listed resource of a requested component names the key.
+
+    A resource that failed its check or could not be read stops the step, and
+    so does a verification that had no listed resource to read.
+    """
     verification = _verification(ctx)
-    failed = verification.failed_resources
+    blocking = verification.blocking_resources
     details = {"checks": [c.to_dict() for c in verification.checks]}
-    if not failed:
-        counts = {
-            status: sum(1 for c in verification.resources if c.status == status)
-            for status in ("passed", "not_checked")
-        }
+    if not blocking:
+        statuses = [c.status for c in verification.resources]
         return GuardResult(
             "resources_name_key",
             True,
-            f"no checked resource names another key ({counts['passed']} passed, "
-            f"{counts['not_checked']} not checked)",
+            f"every listed resource of a requested component names the key "
+            f"({statuses.count(PASSED)} passed, {statuses.count(SKIPPED)} skipped)",
             details=details,
         )
+    problems = "; ".join(
+        f"{c.subject} ({c.status.replace('_', ' ')}): {c.reason.rstrip('.')}"
+        for c in blocking
+    )
     return GuardResult(
         "resources_name_key",
         False,
-        "; ".join(f"{c.subject}: {c.reason}" for c in failed)
-        + ". Ask support to finish the configuration, then verify again",
+        f"{problems}. The verify step passes only when every listed resource of a "
+        "requested component is read and names the key",
         ctx.command("verify"),
         details=details,
     )

@@ -1,10 +1,11 @@
 """Onboarding verification: does the pipeline use the key it was given?
 
-Each check is passed, failed or not checked, with the reason. CloudTrail must
-show Decrypt or GenerateDataKey calls on the key by the pipeline account since
-support's confirmation. Every listed pipeline resource that the operator can
-read must name the key in its encryption settings. A resource that cannot be
-read is "not checked", which is shown but does not fail the verification.
+Each check is passed, failed, not checked or skipped, with the reason.
+CloudTrail must show Decrypt or GenerateDataKey calls on the key by the
+pipeline account since support's confirmation. Every listed pipeline resource
+of a requested component must exist and name the key in its encryption
+settings, and at least one must be listed. A resource that cannot be read is
+"not checked", which is shown and stops the verification from passing.
 """
 
 from __future__ import annotations
@@ -18,55 +19,8 @@ from typing import Any
 
 from kmsguard.workflow.aws import AwsSession
 from kmsguard.workflow.evidence import KeyUseEvent, Resources, events_since
-from kmsguard.workflow.evidence_keys import KeyResolver
-from kmsguard.workflow.evidence_resources import (
-    KIND_TITLES,
-    KINESIS_STREAM,
-    S3_BUCKET,
-    SQS_QUEUE,
-    ResourceReading,
-    read_resources,
-)
-
-PASSED = "passed"
-FAILED = "failed"
-NOT_CHECKED = "not_checked"
-
-# The components as `--components` names them, with the Resources field that
-# lists them and the kind of resource.
-COMPONENT_RESOURCES = {
-    "s3": ("s3_buckets", S3_BUCKET),
-    "kinesis": ("kinesis_streams", KINESIS_STREAM),
-    "sqs": ("sqs_queues", SQS_QUEUE),
-}
-ENCRYPTION_SETTING = {
-    S3_BUCKET: "default encryption",
-    KINESIS_STREAM: "stream encryption",
-    SQS_QUEUE: "server-side encryption",
-}
-RESOURCE_WORKERS = 4
-
-
-@dataclass(frozen=True)
-class VerifyCheck:
-    """One check of the verification: what was checked, its status and why."""
-
-    subject: str
-    kind: str
-    status: str
-    reason: str
-
-    def line(self) -> str:
-        label = self.status.replace("_", " ")
-        return f"{label}: {self.subject}: {self.reason}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "kind": self.kind,
-            "status": self.status,
-            "reason": self.reason,
-        }
+from kmsguard.workflow.verify_checks import BLOCKING, FAILED, PASSED, VerifyCheck
+from kmsguard.workflow.verify_resources import check_resources
 
 
 @dataclass(frozen=True)
@@ -84,12 +38,13 @@ class OnboardingVerification:
         return [self.cloudtrail, *self.resources]
 
     @property
-    def failed_resources(self) -> list[VerifyCheck]:
-        return [check for check in self.resources if check.status == FAILED]
+    def blocking_resources(self) -> list[VerifyCheck]:
+        """The resource checks that failed or could not be made."""
+        return [check for check in self.resources if check.status in BLOCKING]
 
     @property
     def passed(self) -> bool:
-        return self.cloudtrail.status == PASSED and not self.failed_resources
+        return self.cloudtrail.status == PASSED and not self.blocking_resources
 
     def lines(self) -> list[str]:
         return [check.line() for check in self.checks]
@@ -123,7 +78,7 @@ def verify_onboarding(
     Args:
         since: when support confirmed the configuration. Only later calls count.
         components: the components requested from support (s3, kinesis, sqs).
-            Resources of other components are not checked.
+            Resources of other components are skipped.
     """
     now = now or datetime.now(UTC)
     start = since if isinstance(since, datetime) else datetime.fromisoformat(since)
@@ -246,107 +201,3 @@ def _other_accounts(
         f"{accounts}, none from pipeline account {pipeline_account}; check the "
         f"pipeline account of the environment with `kmsguard env show {environment}`"
     )
-
-
-def check_resources(
-    aws: AwsSession,
-    *,
-    environment: str,
-    region: str,
-    key_arn: str,
-    resources: Resources,
-    components: Collection[str],
-) -> list[VerifyCheck]:
-    """Check that each listed resource of a requested component names the key."""
-    wanted, skipped = _split_by_component(resources, components)
-    if not (resources.s3_buckets or resources.kinesis_streams or resources.sqs_queues):
-        return [
-            VerifyCheck(
-                "pipeline resources",
-                "resources",
-                NOT_CHECKED,
-                "the environment lists no pipeline resources; list them with "
-                f"`kmsguard env set-resources {environment} --s3-bucket NAME "
-                "--kinesis-stream NAME --sqs-queue URL`",
-            )
-        ]
-
-    readings = read_resources(
-        aws,
-        region=region,
-        resources=wanted,
-        resolver=KeyResolver(aws, resources.profile),
-        workers=RESOURCE_WORKERS,
-    )
-    return [_reading_check(r, key_arn) for r in readings] + skipped
-
-
-def _split_by_component(
-    resources: Resources, components: Collection[str]
-) -> tuple[Resources, list[VerifyCheck]]:
-    """Split the resources into those of requested components and "not checked"."""
-    requested = ", ".join(sorted(components)) or "none"
-    skipped: list[VerifyCheck] = []
-    kept: dict[str, tuple[str, ...]] = {}
-    for component, (field, kind) in COMPONENT_RESOURCES.items():
-        names: tuple[str, ...] = getattr(resources, field)
-        if component in components:
-            kept[field] = names
-            continue
-        kept[field] = ()
-        skipped.extend(
-            VerifyCheck(
-                f"{KIND_TITLES[kind]} {name}",
-                kind,
-                NOT_CHECKED,
-                f"{component} is not among the components requested from "
-                f"support ({requested})",
-            )
-            for name in names
-        )
-    wanted = Resources(
-        s3_buckets=kept["s3_buckets"],
-        kinesis_streams=kept["kinesis_streams"],
-        sqs_queues=kept["sqs_queues"],
-        profile=resources.profile,
-    )
-    return wanted, skipped
-
-
-def _reading_check(reading: ResourceReading, key_arn: str) -> VerifyCheck:
-    what = ENCRYPTION_SETTING[reading.kind]
-
-    def check(status: str, reason: str) -> VerifyCheck:
-        return VerifyCheck(reading.label, reading.kind, status, reason)
-
-    if reading.error:
-        return check(NOT_CHECKED, f"could not be read: {reading.error}")
-    if not reading.resolutions:
-        return check(FAILED, f"its {what} names no KMS key")
-    for resolution in reading.resolutions:
-        if resolution.key_arn == key_arn:
-            how = (
-                "by its key ARN"
-                if resolution.reference == key_arn
-                else f"as {resolution.reference!r}, which resolves to it"
-            )
-            return check(PASSED, f"its {what} names the key {how}")
-    unresolved = [r for r in reading.resolutions if r.error]
-    if unresolved:
-        return check(
-            NOT_CHECKED,
-            f"its {what} names {unresolved[0].reference!r}, which could not be "
-            f"resolved: {unresolved[0].error}",
-        )
-    named = ", ".join(
-        _describe_other(r.reference, r.key_arn) for r in reading.resolutions
-    )
-    return check(FAILED, f"its {what} names {named}, not {key_arn}")
-
-
-def _describe_other(reference: str, key_arn: str | None) -> str:
-    if key_arn is None:
-        return f"the AWS managed key {reference!r}"
-    if reference == key_arn:
-        return f"key {key_arn}"
-    return f"{reference!r} (key {key_arn})"
