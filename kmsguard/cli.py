@@ -31,9 +31,9 @@ CONTEXT_SETTINGS: dict[str, Any] = {
 
 
 def default_db_path() -> Path:
-    from platformdirs import user_data_dir
+    from kmsguard.commands.quick_status import default_database
 
-    return Path(user_data_dir("kmsguard", appauthor=False)) / "kmsguard.db"
+    return Path(default_database())
 
 
 def default_operator() -> str:

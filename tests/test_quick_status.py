@@ -167,11 +167,32 @@ def test_quick_status_hands_over(
     assert out == ""
 
 
-def test_quick_status_without_database_option_hands_over(
-    capsys: pytest.CaptureFixture[str],
+def test_quick_status_reads_default_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The default path comes from platformdirs, which only the full CLI loads."""
+    """Without --db both paths read the same file in the user data directory."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    default = Path(quick_status.default_database())
+    made = App(Settings(db_path=default, operator="alice"))
+    made.add_environment("qa1", REGION, PIPELINE_ACCOUNT)
+    made.start(PROCEDURES["onboarding"], "qa1", {})
+    made.close()
+    backdate(default)
+
+    quick = quick_output(capsys, ["status", "qa1"])
+
+    assert quick == full_output("status", "qa1")
+    assert "kmsguard onboarding new-key qa1 --create" in quick[1]
+
+
+def test_quick_status_without_default_database_hands_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full command line creates the missing file; the quick path writes nothing."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
     assert quick_output(capsys, ["status"]) == (None, "")
+    assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.parametrize("problem", ["missing", "directory", "not sqlite", "shared"])

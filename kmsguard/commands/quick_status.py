@@ -93,12 +93,19 @@ def parse(
     if rest[:1] != ["status"] or len(rest) > 2:
         return None
     environment = rest[1] if len(rest) == 2 else None
-    db_path, output = options["--db"], options["--output"]
-    if not db_path or db_path.startswith("-") or output not in OUTPUTS:
+    db_path, output = options["--db"] or default_database(), options["--output"]
+    if db_path.startswith("-") or output not in OUTPUTS:
         return None
     if environment is not None and environment.startswith("-"):
         return None
     return db_path, output, environment
+
+
+def default_database() -> str:
+    """Return the database used without --db: kmsguard.db in the user data directory."""
+    from platformdirs import user_data_dir
+
+    return os.path.join(user_data_dir("kmsguard", appauthor=False), "kmsguard.db")
 
 
 def read_status(db_path: str, environment: str | None) -> list[dict[str, Any]] | None:
