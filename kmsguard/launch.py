@@ -1,4 +1,4 @@
-"""The `kmsguard` command: a plain status answered at once, else the full CLI."""
+"""The `kmsguard` command: a plain status printed at once, else the full CLI."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import sys
 
 
 def main() -> None:
-    from kmsguard.commands.quick_status import answer
+    from kmsguard.commands.quick_status import try_status
 
-    code = answer(sys.argv[1:], os.environ)
+    code = try_status(sys.argv[1:], os.environ)
     if code is not None:
         sys.exit(code)
     from kmsguard.cli import main as full_command_line

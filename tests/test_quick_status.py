@@ -1,6 +1,6 @@
-"""The quick status path: the same output as the full command line, or no answer.
+"""The quick status path: the same output as the full command line, or a hand-over.
 
-`kmsguard status` is answered before click is imported when its form is
+`kmsguard status` is printed before click is imported when its form is
 plain (kmsguard.commands.quick_status). These tests compare its output with
 the full command line's on databases with runs in many states, check every
 form it must hand over to the full command line, and check that the
@@ -25,7 +25,7 @@ from procedure_drivers import drive_disablement, drive_onboarding
 
 from kmsguard.cli import main
 from kmsguard.commands import quick_status
-from kmsguard.commands.quick_status import answer
+from kmsguard.commands.quick_status import try_status
 from kmsguard.states import PROCEDURES
 from kmsguard.workflow.app import App, Settings
 from kmsguard.workflow.recovery import recover
@@ -51,7 +51,7 @@ def quick_output(
     capsys: pytest.CaptureFixture[str], argv: list[str], **env: str
 ) -> tuple[int | None, str]:
     capsys.readouterr()
-    code = answer(argv, env)
+    code = try_status(argv, env)
     return code, capsys.readouterr().out
 
 
@@ -173,10 +173,10 @@ def test_quick_status_reads_default_database(
     """Without --db both paths read the same file in the user data directory."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     default = Path(quick_status.default_database())
-    made = App(Settings(db_path=default, operator="alice"))
-    made.add_environment("qa1", REGION, PIPELINE_ACCOUNT)
-    made.start(PROCEDURES["onboarding"], "qa1", {})
-    made.close()
+    new_app = App(Settings(db_path=default, operator="alice"))
+    new_app.add_environment("qa1", REGION, PIPELINE_ACCOUNT)
+    new_app.start(PROCEDURES["onboarding"], "qa1", {})
+    new_app.close()
     backdate(default)
 
     quick = quick_output(capsys, ["status", "qa1"])

@@ -1,11 +1,11 @@
-"""Answer a plain `kmsguard status` without importing click.
+"""Print a plain `kmsguard status` without importing click.
 
 Deployment pipelines run status as a pre-check, where start-up is most of its
 run time, and importing click alone takes longer than every status query. So
 the `kmsguard` command first tries this path. It takes only the common form:
 global `--db` and `--output` options (or their variables), then `status` and
 an optional ENV, on an existing, migrated database, with colour off. For
-anything else `answer` returns None and the full command line runs; that
+anything else `try_status` returns None and the full command line runs; that
 includes every error, so this path never prints one and writes nothing.
 
 The rows and the text come from the same functions the full command uses
@@ -44,7 +44,7 @@ STATUS_COLUMNS = [
 NO_ENVIRONMENTS = "no environments; add one with `kmsguard env add`"
 OUTPUTS = ("text", "json")
 # Variables the full command line reads before status runs: it checks their
-# values, logs or waits by them, so with any of them set it answers instead.
+# values, logs or waits by them, so with any of them set it runs instead.
 FULL_PATH_VARIABLES = (
     "KMSGUARD_VERBOSE",
     "KMSGUARD_ENDPOINT_URL",
@@ -53,7 +53,7 @@ FULL_PATH_VARIABLES = (
 )
 
 
-def answer(argv: list[str], environ: Mapping[str, str]) -> int | None:
+def try_status(argv: list[str], environ: Mapping[str, str]) -> int | None:
     """Print the status for `argv` and return 0, or return None to run the full CLI."""
     request = parse(argv, environ)
     if request is None:
@@ -109,7 +109,7 @@ def default_database() -> str:
 
 
 def read_status(db_path: str, environment: str | None) -> list[dict[str, Any]] | None:
-    """Return the status rows, or None where the full command line must answer."""
+    """Return the status rows, or None where the full command line must run."""
     if not os.path.isfile(db_path) or os.stat(db_path).st_mode & 0o077:
         # A missing file is created, and a file others can read is warned
         # about, by the full command line.

@@ -1,7 +1,7 @@
 """The rows `kmsguard status` shows, read from the database with plain SQL.
 
 Both ways of running status use this module: the full command line, and the
-quick path that answers a plain `kmsguard status` before click is imported
+quick path that prints a plain `kmsguard status` before click is imported
 (kmsguard.commands.quick_status). It therefore imports none of click,
 dataclasses, typing or logging: each costs more start-up time than every
 query status runs.
