@@ -1102,12 +1102,22 @@ def rendered() -> dict[str, Any]:
     return render_key_policy(key_account=KEY, pipeline_account=PIPE)
 
 
-def test_merge_replaces_console_root_statement() -> None:
-    merged = merge_policy(vendor_policy(), rendered())
+def test_merge_keeps_console_root_statement() -> None:
+    current = vendor_policy()
+    merged = merge_policy(current, rendered())
     sids = [s["Sid"] for s in merged["Statement"]]
 
-    assert ROOT not in sids
-    assert sids[:3] == [ROOT_SID, PIPELINE_USE_SID, PIPELINE_GRANTS_SID]
+    assert merged["Statement"][0] == current["Statement"][0]
+    assert sids[:3] == [ROOT, PIPELINE_USE_SID, PIPELINE_GRANTS_SID]
+    assert ROOT_SID not in sids
+
+
+def test_merge_adds_root_statement_when_missing() -> None:
+    current = vendor_policy()
+    current["Statement"] = current["Statement"][1:]
+    merged = merge_policy(current, rendered())
+
+    assert merged["Statement"][0]["Sid"] == ROOT_SID
 
 
 def test_merge_keeps_customer_statements_in_order() -> None:

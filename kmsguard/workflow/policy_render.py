@@ -186,11 +186,13 @@ def _rendered_key_account(rendered: dict[str, Any]) -> str | None:
 def merge_policy(current: dict[str, Any], rendered: dict[str, Any]) -> dict[str, Any]:
     """Merge a rendered policy into the key's current policy and return the result.
 
-    The rendered statements come first. A current statement is dropped when its
-    Sid is one of the rendered Sids, or when it gives the key account's root
-    kms:* (the rendered root statement replaces it). Every other statement, such
-    as the customer's own or the protection statement, is kept in its order.
-    Neither argument is changed.
+    A current statement that gives the key account's root kms:* stays first,
+    as it is, in place of the rendered root statement: the two mean the same,
+    and keeping the customer's Sid keeps the policy diff to what changed. The
+    other rendered statements follow. A current statement is dropped when its
+    Sid is one of the rendered Sids. Every other statement, such as the
+    customer's own or the protection statement, is kept in its order. Neither
+    argument is changed.
 
     Raises:
         InvalidInput: either document is not a valid key policy.
@@ -201,15 +203,20 @@ def merge_policy(current: dict[str, Any], rendered: dict[str, Any]) -> dict[str,
     sids = {st["Sid"] for st in rendered_statements if st.get("Sid")}
     key_account = _rendered_key_account(rendered)
 
-    kept = [
-        statement
-        for statement in statement_list(current)
-        if statement.get("Sid") not in sids
-        and not (key_account and is_account_root_statement(statement, key_account))
-    ]
+    roots: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    for statement in statement_list(current):
+        if key_account and is_account_root_statement(statement, key_account):
+            roots.append(statement)
+        elif statement.get("Sid") not in sids:
+            kept.append(statement)
+    if roots:
+        rendered_statements = [
+            st for st in rendered_statements if st.get("Sid") != ROOT_SID
+        ]
 
     merged: dict[str, Any] = {"Version": rendered["Version"]}
     if "Id" in current or "Id" in rendered:
         merged["Id"] = current.get("Id", rendered.get("Id"))
-    merged["Statement"] = copy.deepcopy(rendered_statements + kept)
+    merged["Statement"] = copy.deepcopy(roots + rendered_statements + kept)
     return merged
