@@ -1,25 +1,32 @@
-"""Import times of `kmsguard status`, per module, from `python -X importtime`."""
+"""Import times of `kmsguard status` and `kmsguard history`, from `python -X importtime`."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-# The modules worth naming: what click itself costs, and what kmsguard adds.
-MODULES = (
+# Modules the quick status path loads, and modules the full command line adds.
+QUICK_MODULES = (
+    "sqlite3",
+    "datetime",
+    "kmsguard.commands.text",
+    "kmsguard.workflow.status_view",
+    "kmsguard.commands.quick_status",
+)
+FULL_MODULES = (
     "click",
     "logging",
-    "json",
-    "sqlite3",
-    "kmsguard.workflow.errors",
     "kmsguard.workflow.records",
     "kmsguard.workflow.store",
     "kmsguard.workflow.app",
     "kmsguard.commands.common",
-    "kmsguard.commands.lazy",
     "kmsguard.cli",
 )
+QUICK_CODE = (
+    "import sys; from kmsguard.launch import main; "
+    "sys.argv = ['kmsguard', '--db', {db!r}, 'status']; main()"
+)
+FULL_CODE = "from kmsguard.cli import main; main(['--db', {db!r}, 'history', 'prod'])"
 
 
 def parse_importtime(text: str) -> dict[str, int]:
@@ -34,21 +41,35 @@ def parse_importtime(text: str) -> dict[str, int]:
     return found
 
 
-def status_import_costs(
-    db_path: Path, env: dict[str, str], runs: int = 7
+def fastest_imports(
+    python: Path, code: str, env: dict[str, str], modules: tuple[str, ...], runs: int
 ) -> dict[str, float]:
-    """Return the fastest cumulative import time of each of MODULES, in ms."""
-    code = f"from kmsguard.cli import main; main(['--db', {str(db_path)!r}, 'status'])"
+    """Return the fastest cumulative import time of each of `modules`, in ms."""
     best: dict[str, float] = {}
     for _ in range(runs):
         result = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", code],
+            [str(python), "-X", "importtime", "-c", code],
             env=env,
             capture_output=True,
             text=True,
             check=False,
         )
         for name, micros in parse_importtime(result.stderr).items():
-            if name in MODULES:
+            if name in modules:
                 best[name] = min(best.get(name, float("inf")), micros / 1000)
-    return {name: best[name] for name in MODULES if name in best}
+    return {name: best[name] for name in modules if name in best}
+
+
+def import_costs(
+    db_path: Path, env: dict[str, str], python: Path, runs: int = 7
+) -> dict[str, dict[str, float]]:
+    """Return the import costs of the quick status path and of the full CLI."""
+    db = str(db_path)
+    return {
+        "kmsguard status": fastest_imports(
+            python, QUICK_CODE.format(db=db), env, QUICK_MODULES, runs
+        ),
+        "kmsguard history prod": fastest_imports(
+            python, FULL_CODE.format(db=db), env, FULL_MODULES, runs
+        ),
+    }

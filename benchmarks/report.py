@@ -15,17 +15,19 @@ from kmsguard.workflow.evidence_resources import DESCRIBE_STREAM_RATE
 CLICK = 'python -c "import click"'
 AWS = "aws --version"
 STATUS = "kmsguard status"
+FULL_STATUS = "kmsguard status (full command line)"
 
 
 @dataclass(frozen=True)
 class Results:
     startup: dict[str, Timing]
-    imports: dict[str, float]
+    imports: dict[str, dict[str, float]]
     large: dict[str, Timing]
     steps: tuple[Timing, Timing, bool]
     scan: ScanTimings
     aws_version: str | None
     runs: int
+    install: str
 
 
 def render(results: Results) -> str:
@@ -120,29 +122,36 @@ def _targets(results: Results) -> str:
 
 
 def _budget_note(status: Timing, click: Timing, aws: Timing | None) -> str:
-    """Explain what the target against the AWS CLI leaves kmsguard on this machine."""
+    """Explain why status can meet a target below the cost of importing click."""
     if aws is None:
         return ""
-    budget = 0.15 * aws.median - click.median
     return (
         f'\n\nHere `python -c "import click"` alone takes '
-        f"{click.median / aws.median:.2f}x of `aws --version`, so the 0.15x target "
-        f"leaves kmsguard {budget * 1000:.0f} ms for its own imports, the database "
-        f"and the output; it takes {(status.median - click.median) * 1000:.0f} ms. "
-        "The import times below show where."
+        f"{click.median / aws.median:.2f}x of `aws --version`, so no command that "
+        "imports click can meet the 0.15x target. A plain `kmsguard status` is "
+        "printed before click is imported (`kmsguard/commands/quick_status.py`), "
+        f"in {status.ms()}; the same status through the full command line is "
+        "timed below for comparison. Other forms of status, such as `--live`, "
+        "`--help` or colour on a terminal, run the full command line."
     )
 
 
 def _imports(results: Results) -> str:
-    rows = [(f"`{name}`", f"{ms:.1f} ms") for name, ms in results.imports.items()]
+    sections = []
+    for command, costs in results.imports.items():
+        rows = [(f"`{name}`", f"{ms:.1f} ms") for name, ms in costs.items()]
+        sections.append(
+            f"`{command}`:\n\n" + _table(("module", "cumulative import time"), rows)
+        )
     return (
-        "## Import time of `kmsguard status`\n\n"
+        "## Import time\n\n"
         "The fastest of seven runs of `python -X importtime`, per module, "
-        "including the modules it imports first (so the rows overlap). "
-        "`kmsguard.cli` includes click. `kmsguard/workflow/records.py` defines "
-        "seven frozen dataclasses, whose methods `dataclasses` compiles with "
-        "exec() at import; that is most of its time.\n\n"
-        + _table(("module", "cumulative import time"), rows)
+        "including the modules it imports first (so the rows overlap). The "
+        "quick status path loads no click, dataclasses, typing or logging. The "
+        "full command line, timed here on `history`, includes click in "
+        "`kmsguard.cli`; `kmsguard/workflow/records.py` defines frozen "
+        "dataclasses, whose methods `dataclasses` compiles with exec() at "
+        "import.\n\n" + "\n\n".join(sections)
     )
 
 
@@ -167,7 +176,8 @@ def _startup(results: Results) -> str:
     return (
         "## Start-up\n\n"
         f"Each command ran {results.runs} times in a new process, round-robin; "
-        "the database holds one environment.\n\n"
+        f"the database holds one environment. The interpreter and kmsguard come "
+        f"from {results.install}.\n\n"
         + _table(
             ("command", "median", "fastest", "vs import click", "vs aws --version"),
             rows,

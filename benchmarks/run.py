@@ -25,8 +25,9 @@ import import_costs
 import report
 import scale_data
 import step_timing
+from install import Install, regular_install
 from machine import aws_cli_version
-from timing import Timing, command_environment, kmsguard_command, time_commands
+from timing import Timing, command_environment, time_commands
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -72,12 +73,12 @@ def parse_options(argv: list[str] | None) -> Options:
     )
 
 
-def small_database(folder: Path, env: dict[str, str]) -> Path:
+def small_database(folder: Path, env: dict[str, str], install: Install) -> Path:
     """Create a database with one environment through the command line."""
     db_path = folder / "small.db"
     add = ["env", "add", "prod", "--region", "eu-west-1", "--pipeline-account"]
     subprocess.run(
-        [*kmsguard_command(), "--db", str(db_path), *add, "210987654321"],
+        [*install.kmsguard, "--db", str(db_path), *add, "210987654321"],
         env=env,
         capture_output=True,
         check=True,
@@ -86,15 +87,17 @@ def small_database(folder: Path, env: dict[str, str]) -> Path:
 
 
 def start_up(
-    small_db: Path, env: dict[str, str], runs: int, aws: bool
+    small_db: Path, env: dict[str, str], runs: int, aws: bool, install: Install
 ) -> dict[str, Timing]:
     db = ["--db", str(small_db)]
-    kmsguard = kmsguard_command()
+    kmsguard, python = install.kmsguard, str(install.python)
+    full_cli = [python, "-c", "from kmsguard.cli import main; main()"]
     commands: dict[str, list[str]] = {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        'python -c "import click"': [sys.executable, "-c", "import click"],
+        "python -c pass": [python, "-c", "pass"],
+        'python -c "import click"': [python, "-c", "import click"],
         "kmsguard --help": [*kmsguard, "--help"],
         "kmsguard status": [*kmsguard, *db, "status"],
+        report.FULL_STATUS: [*full_cli, *db, "status"],
         "kmsguard history prod": [*kmsguard, *db, "history", "prod"],
         "kmsguard audit verify": [*kmsguard, *db, "audit", "verify"],
         "kmsguard diagram rotation": [*kmsguard, "diagram", "rotation"],
@@ -104,13 +107,15 @@ def start_up(
     return time_commands(commands, env, runs)
 
 
-def scale(folder: Path, env: dict[str, str], options: Options) -> dict[str, Timing]:
+def scale(
+    folder: Path, env: dict[str, str], options: Options, install: Install
+) -> dict[str, Timing]:
     path = options.data or folder / "large.db"
     if not path.exists():
         print(f"building {path} (10,000 runs, 1,000,000 events)", file=sys.stderr)
         scale_data.build(path)
     db = ["--db", str(path)]
-    kmsguard = kmsguard_command()
+    kmsguard = install.kmsguard
     small = scale_data.SMALL_ENVIRONMENT
     commands = {
         "kmsguard status": [*kmsguard, *db, "status"],
@@ -125,18 +130,31 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kmsguard-bench-") as temporary:
         folder = Path(temporary)
         env = command_environment(folder / "pycache", {})
+        print("installing kmsguard for the start-up timings", file=sys.stderr)
+        install = regular_install(folder)
         print("timing start-up", file=sys.stderr)
-        small_db = small_database(folder, env)
-        startup = start_up(small_db, env, options.runs, aws_version is not None)
-        imports = import_costs.status_import_costs(small_db, env)
+        small_db = small_database(folder, env, install)
+        startup = start_up(
+            small_db, env, options.runs, aws_version is not None, install
+        )
+        imports = import_costs.import_costs(small_db, env, install.python)
         print("timing the large database", file=sys.stderr)
-        large = scale(folder, env, options)
+        large = scale(folder, env, options, install)
         print("timing steps in process", file=sys.stderr)
         steps = step_timing.time_steps(folder / "steps.db", options.step_runs)
         print("timing the evidence scan against moto", file=sys.stderr)
         scan = evidence_scan.run_scan_benchmark(options.resources_per_kind)
     page = report.render(
-        report.Results(startup, imports, large, steps, scan, aws_version, options.runs)
+        report.Results(
+            startup,
+            imports,
+            large,
+            steps,
+            scan,
+            aws_version,
+            options.runs,
+            install.description,
+        )
     )
     options.output.write_text(page, encoding="utf-8")
     print(f"wrote {options.output}", file=sys.stderr)

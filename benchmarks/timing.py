@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,12 +45,6 @@ def command_environment(pycache: Path, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(PYTHONPYCACHEPREFIX=str(pycache), NO_COLOR="1", **extra)
     return env
-
-
-def kmsguard_command() -> list[str]:
-    """Return the installed kmsguard command of this interpreter's environment."""
-    beside = Path(sys.executable).parent / "kmsguard"
-    return [str(beside)] if beside.exists() else [sys.executable, "-m", "kmsguard"]
 
 
 def run_once(argv: Sequence[str], env: dict[str, str]) -> float:
