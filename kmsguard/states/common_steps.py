@@ -5,20 +5,12 @@ and takes what differs (names, source and destination states) as arguments,
 so each procedure file still lists its steps in order.
 """
 
+from kmsguard.workflow.keys import VENDOR_KEY_CHECKS
 from kmsguard.workflow.procedure import Step
 
 # The settings the vendor documents for a pipeline key, checked on a key that
 # kmsguard creates or adopts.
-NEW_KEY_GUARDS = (
-    "key_spec",
-    "key_usage",
-    "key_origin",
-    "key_single_region",
-    "key_region",
-    "key_enabled",
-    "key_customer_managed",
-    "key_owner",
-)
+NEW_KEY_GUARDS = VENDOR_KEY_CHECKS
 
 
 def record_key_start(*, usage: str) -> Step:

@@ -21,24 +21,14 @@ from kmsguard.workflow.identifiers import (
     validate_alias,
     validate_role_arn,
 )
-from kmsguard.workflow.keys import KeyExpectations, check_key
+from kmsguard.workflow.keys import VENDOR_KEY_CHECKS, KeyExpectations, check_key
 from kmsguard.workflow.records import Event, PolicyBackup, utc_now
 
 log = logging.getLogger(__name__)
 
 RUN_TAG = "kmsguard:run"
 ENVIRONMENT_TAG = "kmsguard:environment"
-NEW_KEY_CHECKS = (
-    "key_spec",
-    "key_usage",
-    "key_origin",
-    "key_single_region",
-    "key_region",
-    "key_enabled",
-    "key_customer_managed",
-    "key_owner",
-    "key_not_current",
-)
+NEW_KEY_CHECKS = (*VENDOR_KEY_CHECKS, "key_not_current")
 
 
 def run_tag_value(ctx: StepContext) -> str:

@@ -190,8 +190,9 @@ KEY_CHECKS: dict[str, Callable[[KeyFacts, KeyExpectations], KeyCheck]] = {
     "key_deletion_not_pending": check_not_pending_deletion,
 }
 
-# The checks `check key` runs, in the order it prints them.
-ALL_KEY_CHECKS = (
+# The settings the vendor documents for a pipeline key: the guards on a key
+# that kmsguard creates or adopts, and the first checks of `check key`.
+VENDOR_KEY_CHECKS = (
     "key_spec",
     "key_usage",
     "key_origin",
@@ -200,9 +201,9 @@ ALL_KEY_CHECKS = (
     "key_enabled",
     "key_customer_managed",
     "key_owner",
-    "key_rotation",
-    "key_deletion_not_pending",
 )
+# The checks `check key` runs, in the order it prints them.
+ALL_KEY_CHECKS = (*VENDOR_KEY_CHECKS, "key_rotation", "key_deletion_not_pending")
 
 
 # Checks that judge the key ARN alone, so they also run on a key that could
