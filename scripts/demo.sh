@@ -32,6 +32,9 @@ for _ in $(seq 50); do
 done
 AWS_ENDPOINT_URL_CLOUDTRAIL=$(head -n 1 "$WORK/cloudtrail.url")
 export AWS_ENDPOINT_URL_CLOUDTRAIL
+# The fixture server delivers each event at once. AWS CloudTrail takes up to
+# 20 minutes, and a disable step waits that long after support's confirmation.
+export KMSGUARD_CLOUDTRAIL_DELAY=0
 
 step() { printf '\n\033[1m$ kmsguard %s\033[0m\n' "$*"; "$BIN/kmsguard" "$@"; }
 expect_refusal() {
@@ -63,8 +66,7 @@ step rotation confirm prod --ticket SUP-1234 --confirmed-by "Sam Lee (vendor sup
 
 echo
 echo "== Support confirmed, but an enrich job still decrypts with the old key."
-echo "== CloudTrail records its Decrypt calls (events from 25 to 85 minutes ago,"
-echo "== because kmsguard reads only events older than CloudTrail's 20-minute delivery delay)."
+echo "== CloudTrail records its Decrypt calls (events from 25 to 85 minutes ago)."
 OLD_KEY=$OLD_KEY "$BIN/python" - >"$WORK/cloudtrail.json" <<'PY'
 import json, os
 from datetime import UTC, datetime, timedelta

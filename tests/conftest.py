@@ -100,8 +100,12 @@ def cloudtrail_server() -> Iterator[CloudTrailFixture]:
 
 
 @pytest.fixture
-def cloudtrail(cloudtrail_server: CloudTrailFixture) -> CloudTrailFixture:
+def cloudtrail(
+    cloudtrail_server: CloudTrailFixture, monkeypatch: pytest.MonkeyPatch
+) -> CloudTrailFixture:
     cloudtrail_server.clear()
+    # The fixture server delivers each event at once, not up to 20 minutes late.
+    monkeypatch.setenv("KMSGUARD_CLOUDTRAIL_DELAY", "0")
     return cloudtrail_server
 
 
@@ -116,8 +120,8 @@ def kms_use_record(
 ) -> dict[str, Any]:
     """Return a CloudTrail record of a KMS call on `key_arn`, as a fixture event.
 
-    CloudTrail delivers events up to 20 minutes late and kmsguard reads only
-    older ones, so a call the scan should find needs `minutes_ago` over 20.
+    The fixture server delivers every record at once, as the scan of a
+    delivered call expects; `minutes_ago` places the call in the window.
     """
     when = datetime.now(UTC) - timedelta(minutes=minutes_ago)
     record: dict[str, Any] = {
@@ -242,6 +246,7 @@ class Cli:
         env = dict(os.environ)
         if self.cloudtrail is not None:
             env["AWS_ENDPOINT_URL_CLOUDTRAIL"] = self.cloudtrail.url
+            env["KMSGUARD_CLOUDTRAIL_DELAY"] = "0"  # the server delivers at once
         env.update(
             {
                 "AWS_ENDPOINT_URL": self.server.url,

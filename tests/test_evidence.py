@@ -31,6 +31,7 @@ from kmsguard.workflow.evidence import (
     format_report_lines,
     gather_usage_report,
 )
+from kmsguard.workflow.evidence_cloudtrail import delivery_delay, retry_after
 from kmsguard.workflow.evidence_resources import queue_region
 
 REGION = "eu-west-1"
@@ -58,6 +59,8 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDTRAIL"):
         monkeypatch.delenv(name, raising=False)
+    # The tests assume CloudTrail's default delivery delay of 20 minutes.
+    monkeypatch.delenv("KMSGUARD_CLOUDTRAIL_DELAY", raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -703,6 +706,158 @@ def test_events_since_undelivered_window_incomplete(
     assert not scan.complete
     assert scan.pages == 0
     assert "may not have reached CloudTrail yet" in scan.gaps[0]
+
+
+# CloudTrail's delivery delay after support's confirmation
+
+
+def test_recent_confirmation_insufficient(
+    aws: AwsSession, keys: Keys, cloudtrail: CloudTrailStub
+) -> None:
+    """Calls in the 5 minutes since the confirmation may not be delivered yet."""
+    cloudtrail.no_trails()
+    cloudtrail.page([])
+    retry = (NOW + timedelta(minutes=15)).isoformat()
+
+    report = gather(aws, keys, confirmed_at=NOW - timedelta(minutes=5))
+
+    trail = report.source("cloudtrail")
+    assert report.outcome == OUTCOME_INSUFFICIENT
+    assert trail.status == "incomplete"
+    assert "may not have reached CloudTrail yet" in trail.gaps[0]
+    assert f"wait until {retry} before disabling the key" in trail.gaps[0]
+    assert retry_after(trail) == retry
+
+
+def test_recent_confirmation_use_delivered_in_use(
+    aws: AwsSession, keys: Keys, cloudtrail: CloudTrailStub
+) -> None:
+    """A call since the confirmation that has arrived counts as use at once."""
+    cloudtrail.no_trails()
+    cloudtrail.page([kms_event(keys.old_arn, "Decrypt", minutes_ago=1)])
+
+    report = gather(aws, keys, confirmed_at=NOW - timedelta(minutes=5))
+
+    assert report.outcome == OUTCOME_IN_USE
+    assert report.source("cloudtrail").status == "in_use"
+
+
+def test_confirmation_older_than_delay_complete(
+    aws: AwsSession, keys: Keys, cloudtrail: CloudTrailStub
+) -> None:
+    """At `now` 20 minutes after the confirmation, no wait is left."""
+    cloudtrail.no_trails()
+    cloudtrail.page([])
+
+    report = gather(aws, keys, confirmed_at=NOW - timedelta(minutes=20))
+
+    assert report.outcome == OUTCOME_NO_USE_SEEN
+    assert retry_after(report.source("cloudtrail")) is None
+
+
+def test_no_confirmation_no_delivery_gap(
+    aws: AwsSession, keys: Keys, cloudtrail: CloudTrailStub
+) -> None:
+    """`kmsguard evidence` with no confirmation waits for no delivery."""
+    cloudtrail.no_trails()
+    cloudtrail.page([])
+
+    report = gather(aws, keys, confirmed_at=None)
+
+    assert report.source("cloudtrail").status == "clear"
+    assert retry_after(report.source("cloudtrail")) is None
+
+
+def test_zero_delay_variable_recent_confirmation_complete(
+    aws: AwsSession,
+    keys: Keys,
+    cloudtrail: CloudTrailStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KMSGUARD_CLOUDTRAIL_DELAY", "0")
+    cloudtrail.no_trails()
+    cloudtrail.page([])
+
+    report = gather(aws, keys, confirmed_at=NOW - timedelta(seconds=1))
+
+    findings = report.source("cloudtrail").findings
+    assert report.outcome == OUTCOME_NO_USE_SEEN
+    assert findings[0]["delivery_delay_seconds"] == 0
+    assert findings[0]["retry_after"] is None
+
+
+def test_delay_variable_sets_wait(
+    aws: AwsSession,
+    keys: Keys,
+    cloudtrail: CloudTrailStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KMSGUARD_CLOUDTRAIL_DELAY", "90")
+    cloudtrail.no_trails()
+    cloudtrail.page([])
+
+    report = gather(aws, keys, confirmed_at=NOW - timedelta(seconds=60))
+
+    gap = report.source("cloudtrail").gaps[0]
+    assert "up to 90 seconds late" in gap
+    assert f"until {(NOW + timedelta(seconds=30)).isoformat()}" in gap
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("", 1200), ("0", 0), (" 90 ", 90), ("3600", 3600)],
+    ids=["unset", "zero", "spaces", "maximum"],
+)
+def test_delay_variable_accepted(
+    monkeypatch: pytest.MonkeyPatch, value: str, seconds: int
+) -> None:
+    monkeypatch.setenv("KMSGUARD_CLOUDTRAIL_DELAY", value)
+
+    assert delivery_delay() == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "3601", "1.5", "20m", "1e3"])
+def test_delay_variable_rejected(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("KMSGUARD_CLOUDTRAIL_DELAY", value)
+
+    with pytest.raises(InvalidInput) as rejected:
+        delivery_delay()
+
+    assert f"KMSGUARD_CLOUDTRAIL_DELAY={value!r}" in str(rejected.value)
+    assert "from 0 to 3600 (default 1200)" in str(rejected.value)
+
+
+def test_bad_delay_variable_rejects_report(
+    aws: AwsSession, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KMSGUARD_CLOUDTRAIL_DELAY", "soon")
+
+    with pytest.raises(InvalidInput, match="KMSGUARD_CLOUDTRAIL_DELAY='soon'"):
+        gather(aws, keys)
+
+
+def test_presence_only_scan_ignores_delay_variable(
+    aws: AwsSession,
+    keys: Keys,
+    cloudtrail: CloudTrailStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scan that looks only for arrived calls needs no delay."""
+    since = NOW - timedelta(minutes=5)
+    monkeypatch.setenv("KMSGUARD_CLOUDTRAIL_DELAY", "soon")
+    cloudtrail.no_trails()
+    cloudtrail.page([], start=since)
+
+    scan = events_since(
+        aws,
+        region=REGION,
+        key_arn=keys.old_arn,
+        since=since,
+        now=NOW,
+        presence_only=True,
+    )
+
+    assert scan.complete
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ Each command under test runs in a subprocess against a moto server on
 127.0.0.1; the steps before it run in process on the same database and server,
 which is faster. moto 5.2 has no CloudTrail LookupEvents, so the subprocesses
 reach the local CloudTrail fixture server through AWS_ENDPOINT_URL_CLOUDTRAIL.
+That server delivers at once, so the `cli` fixture sets KMSGUARD_CLOUDTRAIL_DELAY
+to 0, and tests of the default 20-minute delay set it back to 1200 seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from kmsguard.workflow.app import App, Settings
 pytestmark = pytest.mark.e2e
 
 STREAM = f"arn:aws:kinesis:{REGION}:{PIPELINE_ACCOUNT}:stream/enriched-good"
+DEFAULT_DELAY = "1200"  # seconds: CloudTrail's delivery delay without the variable
 
 
 def create_key(cli: Cli) -> str:
@@ -157,6 +160,61 @@ def test_evidence_without_run_or_key_exits_2(cli: Cli) -> None:
     assert "--key KEY" in result.stderr
 
 
+def test_evidence_after_fresh_confirmation_insufficient(cli: Cli) -> None:
+    confirmed_rotation(cli)
+    cli.extra_env["KMSGUARD_CLOUDTRAIL_DELAY"] = DEFAULT_DELAY
+
+    report = cli.json("evidence", "prod", check=3)
+
+    [cloudtrail] = [s for s in report["sources"] if s["name"] == "cloudtrail"]
+    retry = cloudtrail["findings"][0]["retry_after"]
+    assert report["outcome"] == "insufficient_evidence"
+    assert cloudtrail["status"] == "incomplete"
+    assert f"wait until {retry} before disabling the key" in cloudtrail["gaps"][0]
+
+
+def test_evidence_without_confirmation_waits_for_nothing(cli: Cli) -> None:
+    confirmed_rotation(cli, "contact_support")
+    cli.extra_env["KMSGUARD_CLOUDTRAIL_DELAY"] = DEFAULT_DELAY
+
+    report = cli.json("evidence", "prod")
+
+    assert report["outcome"] == "no_use_seen"
+
+
+def test_disable_refused_after_fresh_confirmation_via_cli(cli: Cli) -> None:
+    old_key = confirmed_rotation(cli)
+    cli.extra_env["KMSGUARD_CLOUDTRAIL_DELAY"] = DEFAULT_DELAY
+
+    result = cli.run("rotation", "disable-old-key", "prod", "--yes", check=3)
+
+    key = cli.kms().describe_key(KeyId=old_key)["KeyMetadata"]
+    assert "may not have reached CloudTrail yet" in result.stderr
+    assert "next: run the step again after " in result.stderr
+    assert key["KeyState"] == "Enabled"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evidence", "prod"],
+        ["rotation", "disable-old-key", "prod", "--yes"],
+    ],
+    ids=["evidence", "disable"],
+)
+def test_bad_delay_variable_exits_2(cli: Cli, args: list[str]) -> None:
+    confirmed_rotation(cli)
+    cli.extra_env["KMSGUARD_CLOUDTRAIL_DELAY"] = "20 minutes"
+    before = snapshot(cli.db_path)
+
+    result = cli.run(*args)
+
+    assert result.returncode == 2, result.stderr
+    assert "invalid KMSGUARD_CLOUDTRAIL_DELAY='20 minutes'" in result.stderr
+    assert "from 0 to 3600" in result.stderr
+    assert snapshot(cli.db_path) == before
+
+
 def test_evidence_writes_nothing(cli: Cli) -> None:
     old_key = confirmed_rotation(cli)
     pipeline_decrypts(cli, old_key)
@@ -230,6 +288,8 @@ def test_schedule_observation_days_zero_exits_2(cli: Cli) -> None:
 
 def test_schedule_needs_observation_or_accept_risk(cli: Cli) -> None:
     old_key = confirmed_rotation(cli, "disable_old_key")
+    # With the default delay, the minutes since the disable are undelivered.
+    cli.extra_env["KMSGUARD_CLOUDTRAIL_DELAY"] = "1200"
 
     refused = cli.json("rotation", "schedule-deletion", "prod", "--yes", check=3)
     applied = cli.json(

@@ -4,8 +4,11 @@ KMS, S3, Kinesis and SQS run in moto's mock_aws. moto 5.2 has no CloudTrail
 LookupEvents, so CloudTrail is the local fixture server from conftest, except
 in the throttling test, which wraps the CloudTrail client in
 botocore.stub.Stubber to inject ThrottlingException without real back-off
-waits. Tests that need a key disabled days ago, or support contacted weeks
-ago, move that recorded time back in the store, because no test can wait.
+waits, and in the delivery delay tests, where Stubber returns an empty history.
+The fixture server delivers at once, so conftest sets KMSGUARD_CLOUDTRAIL_DELAY
+to 0, and tests of the default 20-minute delay remove it. Tests that need a
+key disabled days ago, or support contacted weeks ago, move that recorded time
+back in the store, because no test can wait.
 """
 
 from __future__ import annotations
@@ -315,6 +318,151 @@ def test_disablement_disable_refused_while_in_use(
     assert key_state(kms, key) == "Enabled"
 
 
+# Disable: CloudTrail's delivery delay after support's confirmation
+
+
+def empty_cloudtrail(aws: AwsSession) -> Stubber:
+    """Stub CloudTrail with no trails and one empty page of events."""
+    stubber = Stubber(aws.client("cloudtrail", REGION))
+    stubber.add_response("describe_trails", {"trailList": []})
+    stubber.add_response("lookup_events", {"Events": []})
+    return stubber
+
+
+def confirmation_time(app: App) -> datetime:
+    [confirmation] = app.store.confirmations(open_run(app).id)
+    return parse_time(confirmation.confirmed_at)
+
+
+def test_disable_refused_until_confirmation_delivered(
+    app: App, kms: Any, aws: AwsSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Support confirmed moments ago, so a call since may not be delivered yet.
+
+    moto 5.2 has no CloudTrail LookupEvents, so Stubber returns no trails and
+    no events. The delay is the default 20 minutes.
+    """
+    old_key = drive_rotation(app, kms, "rotation_confirmed")
+    monkeypatch.delenv("KMSGUARD_CLOUDTRAIL_DELAY")
+    before = open_run(app)
+    events_before = app.store.run_events(before.id)
+    retry = (confirmation_time(app) + timedelta(minutes=20)).isoformat()
+    stubber = empty_cloudtrail(aws)
+
+    with stubber:
+        refused = refused_step(app, ROTATION, "disable_old_key", {})
+
+    after = open_run(app)
+    events_after = app.store.run_events(before.id)
+    [unmet] = refused.unmet
+    assert unmet.guard == "key_out_of_use"
+    assert "insufficient evidence" in unmet.reason
+    assert "may not have reached CloudTrail yet" in unmet.reason
+    assert f"wait until {retry} before disabling the key" in unmet.reason
+    assert unmet.next.startswith(f"run the step again after {retry}")
+    assert "--since" not in unmet.next
+    assert "--accept-risk" in unmet.next
+    assert after.state == "rotation_confirmed"
+    assert after.version == before.version
+    assert events_after[:-1] == events_before
+    assert events_after[-1].outcome == "refused"
+    assert events_after[-1].step == "disable_old_key"
+    assert (
+        events_after[-1].evidence["usage_report"]["outcome"] == "insufficient_evidence"
+    )
+    assert key_state(kms, old_key) == "Enabled"
+    stubber.assert_no_pending_responses()
+
+
+def test_disable_allowed_at_once_with_zero_delay(
+    app: App, kms: Any, aws: AwsSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A simulator that delivers at once sets the delay to 0.
+
+    moto 5.2 has no CloudTrail LookupEvents, so Stubber returns no trails and
+    no events.
+    """
+    old_key = drive_rotation(app, kms, "rotation_confirmed")
+    monkeypatch.setenv("KMSGUARD_CLOUDTRAIL_DELAY", "0")
+    stubber = empty_cloudtrail(aws)
+
+    with stubber:
+        result = app.step(ROTATION, "disable_old_key", "prod", {})
+
+    report = result.event.evidence["usage_report"]
+    [cloudtrail] = [s for s in report["sources"] if s["name"] == "cloudtrail"]
+    note = (
+        "KMSGUARD_CLOUDTRAIL_DELAY sets CloudTrail's delivery delay to 0 seconds "
+        "instead of 20 minutes"
+    )
+    assert result.run.state == "old_key_disabled"
+    assert report["outcome"] == "no_use_seen"
+    assert "accepted_risk" not in result.event.evidence
+    assert {"note": note} in cloudtrail["findings"]
+    assert key_state(kms, old_key) == "Disabled"
+    stubber.assert_no_pending_responses()
+
+
+def test_disable_allowed_once_confirmation_delivered(
+    app: App, kms: Any, aws: AwsSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Support confirmed 21 minutes ago, past the default 20-minute delay.
+
+    The confirmation is recorded with an earlier time, because no test can
+    wait. moto 5.2 has no CloudTrail LookupEvents, so Stubber returns no
+    trails and no events.
+    """
+    old_key = drive_rotation(app, kms, "support_contacted")
+    now = datetime.now(UTC)
+    record_in_store(
+        app, updates={"contacted_at": (now - timedelta(hours=1)).isoformat()}
+    )
+    confirmed = dict(ROTATION_PARAMS["confirm"])
+    confirmed["confirmed_at"] = (now - timedelta(minutes=21)).isoformat()
+    app.step(ROTATION, "confirm", "prod", confirmed)
+    monkeypatch.delenv("KMSGUARD_CLOUDTRAIL_DELAY")
+    stubber = empty_cloudtrail(aws)
+
+    with stubber:
+        result = app.step(ROTATION, "disable_old_key", "prod", {})
+
+    assert result.run.state == "old_key_disabled"
+    assert result.event.evidence["usage_report"]["outcome"] == "no_use_seen"
+    assert "accepted_risk" not in result.event.evidence
+    assert key_state(kms, old_key) == "Disabled"
+    stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "3601", "1.5", "20m"])
+def test_bad_delay_variable_rejected_before_disable(
+    app: App, kms: Any, db_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    drive_rotation(app, kms, "rotation_confirmed")
+    monkeypatch.setenv("KMSGUARD_CLOUDTRAIL_DELAY", value)
+    before = snapshot(db_path)
+
+    with pytest.raises(InvalidInput) as rejected:
+        app.step(ROTATION, "disable_old_key", "prod", {})
+
+    assert f"KMSGUARD_CLOUDTRAIL_DELAY={value!r}" in str(rejected.value)
+    assert "from 0 to 3600" in str(rejected.value)
+    assert rejected.value.exit_code == 2
+    assert snapshot(db_path) == before
+
+
+def test_bad_delay_variable_rejected_before_schedule(
+    app: App, kms: Any, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drive_rotation(app, kms, "old_key_disabled")
+    monkeypatch.setenv("KMSGUARD_CLOUDTRAIL_DELAY", "soon")
+    before = snapshot(db_path)
+
+    with pytest.raises(InvalidInput, match="KMSGUARD_CLOUDTRAIL_DELAY='soon'"):
+        app.step(ROTATION, "schedule_deletion", "prod", {"window_days": 7})
+
+    assert snapshot(db_path) == before
+
+
 # Overrides
 
 
@@ -334,6 +482,26 @@ def test_accept_risk_records_reason_and_operator(
     assert [g["guard"] for g in accepted["guards"]] == ["key_out_of_use"]
     assert result.event.operator == "alice"
     assert result.event.evidence["usage_report"]["outcome"] == "in_use"
+    assert key_state(kms, old_key) == "Disabled"
+
+
+def test_accept_risk_overrides_undelivered_confirmation(
+    app: App, kms: Any, aws: AwsSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto 5.2 has no CloudTrail LookupEvents, so Stubber returns no events."""
+    old_key = drive_rotation(app, kms, "rotation_confirmed")
+    monkeypatch.delenv("KMSGUARD_CLOUDTRAIL_DELAY")
+    reason = "pipeline stopped before the confirmation; ticket SUP-9"
+    stubber = empty_cloudtrail(aws)
+
+    with stubber:
+        result = app.step(ROTATION, "disable_old_key", "prod", {"accept_risk": reason})
+
+    accepted = result.event.evidence["accepted_risk"]
+    assert result.run.state == "old_key_disabled"
+    assert accepted["reason"] == reason
+    assert [g["guard"] for g in accepted["guards"]] == ["key_out_of_use"]
+    assert result.event.evidence["usage_report"]["outcome"] == "insufficient_evidence"
     assert key_state(kms, old_key) == "Disabled"
 
 
@@ -379,8 +547,12 @@ def test_malformed_since_rejected(app: App, kms: Any, db_path: Path) -> None:
 # Schedule deletion: observation period, use since the disable, S3 objects
 
 
-def test_schedule_refused_during_observation_period(app: App, kms: Any) -> None:
+def test_schedule_refused_during_observation_period(
+    app: App, kms: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old_key = drive_rotation(app, kms, "old_key_disabled")
+    # With the default delay, the minutes since the disable are undelivered.
+    monkeypatch.delenv("KMSGUARD_CLOUDTRAIL_DELAY")
     disabled_at = parse_time(open_run(app).data["disabled_at"])
     ends = disabled_at + timedelta(days=7)
 

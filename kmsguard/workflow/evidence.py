@@ -21,6 +21,7 @@ from kmsguard.workflow.errors import InvalidInput
 from kmsguard.workflow.evidence_cloudtrail import (
     CloudTrailScan,
     cloudtrail_source,
+    delivery_delay,
     events_since,
     read_key_events,
     require_aware,
@@ -92,7 +93,10 @@ def gather_usage_report(
 
     Args:
         confirmed_at: when support confirmed the switch to the new key; the
-            retention periods count from it.
+            retention periods count from it, and the CloudTrail source is
+            incomplete until the delivery delay (`delivery_delay()`) has passed
+            since it. Without it, only a look-back shorter than the delay is a
+            gap, because no moment marks when use should have stopped.
         max_objects: the most S3 objects listed and read, over all buckets.
         own_caller_arns: caller ARNs whose CloudTrail events are kmsguard's own.
         progress: called with (source, done, total or None) as sources are
@@ -100,11 +104,13 @@ def gather_usage_report(
         sleep: waits between CloudTrail pages and back-offs; tests pass a fake.
 
     Raises:
-        InvalidInput: a malformed argument, or an AWS profile that does not exist.
+        InvalidInput: a malformed argument, an AWS profile that does not exist,
+            or an invalid KMSGUARD_CLOUDTRAIL_DELAY.
     """
     now = now or datetime.now(UTC)
     _validate(region, key_arn, resources, lookback, now, confirmed_at)
     _validate_limits(max_objects, workers)
+    delay = delivery_delay()
     progress = _one_call_at_a_time(progress)
 
     # CloudTrail pages are rate limited, so the scan runs beside the other reads.
@@ -118,6 +124,8 @@ def gather_usage_report(
             now=now,
             own_caller_arns=own_caller_arns,
             sleep=sleep,
+            delay=delay,
+            confirmed_at=confirmed_at,
             progress=progress,
         )
         grants, readings, objects = _read_account_sources(

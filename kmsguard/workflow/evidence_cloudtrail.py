@@ -2,12 +2,16 @@
 
 LookupEvents reads at most the last 90 days, allows 2 requests per second per
 account and region, and events reach it up to about 15 to 20 minutes late.
-kmsguard's own calls never count as use.
+kmsguard assumes 20 minutes unless KMSGUARD_CLOUDTRAIL_DELAY sets another
+delay, for an AWS simulator that delivers at once. kmsguard's own calls never
+count as use.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -33,7 +37,9 @@ Sleep = Callable[[float], None]
 
 SOURCE = "cloudtrail"
 EVENT_HISTORY = timedelta(days=90)
-DELIVERY_DELAY = timedelta(minutes=20)
+DELIVERY_DELAY = timedelta(minutes=20)  # unless KMSGUARD_CLOUDTRAIL_DELAY is set
+DELAY_VARIABLE = "KMSGUARD_CLOUDTRAIL_DELAY"
+MAX_DELAY_SECONDS = 3600
 PAGE_INTERVAL = 0.5  # seconds between pages: LookupEvents allows 2 requests a second
 PAGE_SIZE = 50  # the most LookupEvents returns in one page
 MAX_ATTEMPTS = 6  # one request and five retries when throttled
@@ -57,6 +63,10 @@ class CloudTrailScan:
     pages: int = 0
     events_read: int = 0
     own_calls_ignored: int = 0
+    delivery_delay: timedelta = DELIVERY_DELAY
+    # The time by which every call since support's confirmation will have
+    # been delivered, while that is still to come.
+    retry_after: datetime | None = None
 
     @property
     def complete(self) -> bool:
@@ -80,6 +90,26 @@ class CloudTrailScan:
             "gaps": list(self.gaps),
             "notes": list(self.notes),
         }
+
+
+def delivery_delay() -> timedelta:
+    """Return the CloudTrail delivery delay: KMSGUARD_CLOUDTRAIL_DELAY, else 20 min.
+
+    Raises:
+        InvalidInput: the variable is not a whole number of seconds from 0 to 3600.
+    """
+    text = os.environ.get(DELAY_VARIABLE, "").strip()
+    if not text:
+        return DELIVERY_DELAY
+    seconds = int(text) if re.fullmatch(r"[0-9]+", text) else -1
+    if not 0 <= seconds <= MAX_DELAY_SECONDS:
+        raise InvalidInput(
+            f"invalid {DELAY_VARIABLE}={text!r}: give the whole seconds CloudTrail "
+            f"may take to deliver an event, from 0 to {MAX_DELAY_SECONDS} (default "
+            f"{int(DELIVERY_DELAY.total_seconds())}); set 0 only for an AWS "
+            "simulator that delivers events at once"
+        )
+    return timedelta(seconds=seconds)
 
 
 def require_aware(value: datetime, name: str) -> None:
@@ -107,14 +137,21 @@ def events_since(
     With `presence_only`, the caller looks only for calls that have arrived,
     so a window younger than the delivery delay is not reported as a gap.
 
-    The scan is incomplete when `since` is less than 20 minutes before `now`
-    (events may not have been delivered yet), when the window reaches
-    past the 90 days of event history, was cut short, or a trail drops KMS events.
+    The scan is incomplete when `since` is less than the delivery delay
+    (`delivery_delay()`) before `now`, so that its events may not have arrived
+    yet. It is also incomplete when the window reaches past the 90 days of
+    event history, was cut short, or a trail drops KMS events.
+
+    Raises:
+        InvalidInput: a malformed argument, or an invalid
+            KMSGUARD_CLOUDTRAIL_DELAY when `presence_only` is false.
     """
     now = now or datetime.now(UTC)
     validate_key_arn(key_arn, region)
     require_aware(since, "since")
     require_aware(now, "now")
+    # A presence-only scan treats every window as delivered, as if delivery
+    # took no time, so it does not read the variable.
     return read_key_events(
         aws,
         region=region,
@@ -123,7 +160,7 @@ def events_since(
         now=now,
         own_caller_arns=own_caller_arns,
         sleep=sleep,
-        presence_only=presence_only,
+        delay=timedelta() if presence_only else delivery_delay(),
     )
 
 
@@ -136,18 +173,22 @@ def read_key_events(
     now: datetime,
     own_caller_arns: Collection[str],
     sleep: Sleep,
+    delay: timedelta,
+    confirmed_at: datetime | None = None,
     progress: Progress | None = None,
-    presence_only: bool = False,
 ) -> CloudTrailScan:
     """Check the trails, then scan the event history from `start` up to `now`.
 
-    Events of the last 20 minutes count as use when they have arrived, but
-    their absence proves nothing, because delivery takes up to 20 minutes. So
-    the scan is incomplete when `start` falls in those 20 minutes.
+    Events younger than `delay` count as use when they have arrived, but their
+    absence proves nothing, because CloudTrail delivers them up to `delay`
+    late. So the scan is incomplete while `start` is less than `delay` before
+    `now`, and also while support's confirmation at `confirmed_at` is, because
+    a call after the confirmation that has not arrived yet would show a caller
+    that still uses the key.
     """
     oldest = now - EVENT_HISTORY
-    delivered_until = now - DELIVERY_DELAY
     scan = CloudTrailScan(key_arn, region, max(start, oldest), now)
+    scan.delivery_delay = delay
     if start < oldest:
         scan.gaps.append(
             f"the window starts at {start.isoformat()}, but LookupEvents keeps only "
@@ -159,20 +200,46 @@ def read_key_events(
     scan.gaps.extend(trail_gaps)
     scan.notes.extend(trail_notes)
 
-    # NOTE: a use in the last 20 minutes that CloudTrail has not delivered
-    # yet is not seen, and it does not make the scan incomplete either. Use
-    # that started right after support's confirmation can therefore be missed
-    # by a disable run within 20 minutes of the confirmation.
-    if start > delivered_until and not presence_only:
-        scan.gaps.append(
-            f"events after {start.isoformat()} may not have reached CloudTrail "
-            "yet, because delivery takes up to 20 minutes; run the check again "
-            f"after {(start + DELIVERY_DELAY).isoformat()}"
-        )
+    _check_delivery(scan, start, confirmed_at)
     _scan_pages(
         aws.client("cloudtrail", region), scan, own_caller_arns, sleep, progress
     )
     return scan
+
+
+def _check_delivery(
+    scan: CloudTrailScan, start: datetime, confirmed_at: datetime | None
+) -> None:
+    """Add a gap when the part of the window that matters is not delivered yet."""
+    delay = scan.delivery_delay
+    delivered_until = scan.end - delay
+    # NOTE: once the delay has passed since the confirmation, the scan counts
+    # as complete although the last `delay` of the window is not delivered.
+    # A caller that made no call from the confirmation until `delay` before
+    # the scan, and started calling the key in that last stretch, is missed.
+    if confirmed_at is not None and confirmed_at > max(start, delivered_until):
+        scan.retry_after = confirmed_at + delay
+        scan.gaps.append(
+            f"support's confirmation is from {confirmed_at.isoformat()}, and "
+            f"CloudTrail delivers events up to {_span(delay)} late, so a call on "
+            "the key after the confirmation may not have reached CloudTrail yet; "
+            f"wait until {scan.retry_after.isoformat()} before disabling the key"
+        )
+    elif start > delivered_until:
+        scan.gaps.append(
+            f"events after {start.isoformat()} may not have reached CloudTrail "
+            f"yet, because delivery takes up to {_span(delay)}; run the check "
+            f"again after {(start + delay).isoformat()}"
+        )
+
+
+def _span(delay: timedelta) -> str:
+    """Write a delay in whole minutes where it has them, else in seconds."""
+    seconds = int(delay.total_seconds())
+    if seconds and seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def _scan_pages(
@@ -276,6 +343,8 @@ def cloudtrail_source(
             "pages": scan.pages,
             "events_read": scan.events_read,
             "own_calls_ignored": scan.own_calls_ignored,
+            "delivery_delay_seconds": int(scan.delivery_delay.total_seconds()),
+            "retry_after": _iso(scan.retry_after),
         }
     )
     groups = scan.groups()
@@ -294,7 +363,7 @@ def cloudtrail_source(
             f"{label} keeps records for {_hours(retention)}, longer than the "
             f"CloudTrail window of {_hours(scan.end - scan.start)}, so a reader of "
             "old records could be missed; use a lookback of at least "
-            f"{_hours(retention + DELIVERY_DELAY)} (at most 90 days)"
+            f"{_hours(retention + scan.delivery_delay)} (at most 90 days)"
         )
 
     source.note(
@@ -303,11 +372,32 @@ def cloudtrail_source(
     )
     for note in scan.notes:
         source.note(note)
+    if scan.delivery_delay != DELIVERY_DELAY:
+        source.note(
+            f"{DELAY_VARIABLE} sets CloudTrail's delivery delay to "
+            f"{_span(scan.delivery_delay)} instead of {_span(DELIVERY_DELAY)}"
+        )
     if scan.own_calls_ignored:
         source.note(
             f"{scan.own_calls_ignored} call(s) made by kmsguard itself were ignored"
         )
     return source
+
+
+def retry_after(source: SourceReport) -> str | None:
+    """Return when the calls since support's confirmation will all be delivered.
+
+    None when the CloudTrail source waits for no delivery.
+    """
+    for finding in source.findings:
+        value = finding.get("retry_after")
+        if value:
+            return str(value)
+    return None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 def _hours(span: timedelta) -> str:

@@ -2,8 +2,9 @@
 
 The guards and the `kmsguard evidence` command read the same inputs: the
 environment's resources, the time support confirmed the switch, the CloudTrail
-look-back and the S3 object limit. Step options are checked here before any
-AWS call, so bad input exits with status 2 and writes nothing.
+look-back and delivery delay, and the S3 object limit. Step options and the
+KMSGUARD_CLOUDTRAIL_DELAY variable are checked here before any AWS call, so
+bad input exits with status 2 and writes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kmsguard.workflow.evidence import (
     UsageReport,
     gather_usage_report,
 )
+from kmsguard.workflow.evidence_cloudtrail import delivery_delay
 from kmsguard.workflow.records import Environment, Run, parse_time
 
 if TYPE_CHECKING:
@@ -117,17 +119,19 @@ def validate_override_reasons(params: dict[str, Any]) -> None:
 
 
 def validate_disable_params(params: dict[str, Any]) -> None:
-    """Check the options of a disable step without any I/O."""
+    """Check the options of a disable step, and the delay variable, without I/O."""
     lookback(params)
     max_objects(params)
     validate_override_reasons(params)
+    delivery_delay()
 
 
 def validate_deletion_params(params: dict[str, Any]) -> None:
-    """Check the options of a schedule-deletion step without any I/O."""
+    """Check the options of a schedule-deletion step, and the delay variable."""
     observation_days(params)
     max_objects(params)
     validate_override_reasons(params)
+    delivery_delay()
 
 
 def confirmation_time(store: SqliteStore, run: Run | None) -> datetime | None:
@@ -154,7 +158,9 @@ def environment_report(
     """Gather the usage report of a key for an environment, writing nothing.
 
     The key is `key`, resolved in the environment's region, or else the current
-    key of the environment's open run.
+    key of the environment's open run. When that run records support's
+    confirmation, the report waits for CloudTrail to deliver the calls since
+    it, as the disable step does. Without a confirmation it does not wait.
 
     Raises:
         InvalidInput: an unknown environment, a malformed option, an unknown

@@ -1,10 +1,13 @@
 """Guards that refuse to retire a key the pipeline may still use.
 
-A disable step needs the usage report to say "no use seen". A scheduled
-deletion needs the key disabled for an observation period, no use of it in
-CloudTrail since the disable, and no S3 objects left under it. Each guard
-stores what it read in ctx.facts["evidence"], which the engine puts on the
-step's refused or applied audit event.
+A disable step needs the usage report to show "no use seen", and the report
+cannot show it until CloudTrail has had time to deliver the calls made since
+support's confirmation (20 minutes unless KMSGUARD_CLOUDTRAIL_DELAY sets
+another delay). A scheduled deletion needs the key disabled for an
+observation period, no use of it in CloudTrail since the disable, and no S3
+objects left under it. Each guard stores what it read in
+ctx.facts["evidence"], which the engine puts on the step's refused or applied
+audit event.
 
 `--accept-risk REASON` overrides an in-use or insufficient result and the
 observation period. S3 objects under a deleted key are lost for good, so only
@@ -28,6 +31,7 @@ from kmsguard.workflow.errors import GuardResult
 from kmsguard.workflow.evidence import (
     DEFAULT_WORKERS,
     OUTCOME_IN_USE,
+    OUTCOME_INSUFFICIENT,
     OUTCOME_NO_USE_SEEN,
     CloudTrailScan,
     KeyUseGroup,
@@ -35,6 +39,7 @@ from kmsguard.workflow.evidence import (
     events_since,
     gather_usage_report,
 )
+from kmsguard.workflow.evidence_cloudtrail import retry_after
 from kmsguard.workflow.evidence_environment import (
     Progress,
     confirmation_time,
@@ -69,17 +74,28 @@ def key_out_of_use(ctx: StepContext) -> GuardResult:
             "completely",
         )
 
-    hint = f"check again with `kmsguard evidence {ctx.env_name}`"
-    if report.source("cloudtrail").status == SOURCE_INCOMPLETE:
-        hint += " (--since sets the CloudTrail look-back)"
     return GuardResult(
         KEY_OUT_OF_USE,
         False,
         _report_reason(report),
-        f"stop the use listed, {hint}, or override: {_override(ctx, 'accept-risk')}",
+        _report_next(ctx, report),
         overridable=True,
         details={"outcome": report.outcome},
     )
+
+
+def _report_next(ctx: StepContext, report: UsageReport) -> str:
+    cloudtrail = report.source("cloudtrail")
+    retry = retry_after(cloudtrail)
+    hint = f"check again with `kmsguard evidence {ctx.env_name}`"
+    # --since cannot close the wait for delivery, so only other gaps get the hint.
+    other_gaps = len(cloudtrail.gaps) - (1 if retry else 0)
+    if cloudtrail.status == SOURCE_INCOMPLETE and other_gaps:
+        hint += " (--since sets the CloudTrail look-back)"
+    action = "stop the use listed"
+    if retry and report.outcome == OUTCOME_INSUFFICIENT:
+        action = f"run the step again after {retry}"
+    return f"{action}, {hint}, or override: {_override(ctx, 'accept-risk')}"
 
 
 def usage_report(ctx: StepContext) -> UsageReport:
