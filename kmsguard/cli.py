@@ -96,6 +96,24 @@ def checked_endpoint_url(value: str | None) -> str | None:
     )
 
 
+def checked_operator(value: str | None) -> str | None:
+    """Return --operator unless it holds control characters.
+
+    Raises:
+        click.BadParameter: a control character, such as an escape sequence
+            that would reach every terminal that lists the audit log.
+    """
+    from kmsguard.workflow.identifiers import control_characters
+
+    found = control_characters(value or "")
+    if found:
+        raise click.BadParameter(
+            f"{value!r} contains control characters ({found}); give your name "
+            "as plain text"
+        )
+    return value
+
+
 # Every other top-level command is listed in kmsguard.commands.lazy and
 # imported only when it runs, so that commands without AWS start fast.
 @click.group(cls=RootGroup, context_settings=CONTEXT_SETTINGS)
@@ -110,6 +128,7 @@ def checked_endpoint_url(value: str | None) -> str | None:
     "--operator",
     envvar="KMSGUARD_OPERATOR",
     show_envvar=True,
+    callback=lambda ctx, param, value: checked_operator(value),
     help="Your name, recorded on every event (default: login name).",
 )
 @click.option(

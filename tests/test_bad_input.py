@@ -214,3 +214,52 @@ def test_json_error_has_error_field(db_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "nowhere" in json.loads(result.stdout)["error"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--ticket", "SUP-1\x1b[2J"),
+        ("--confirmed-by", "Jane\x1b[31m Doe"),
+    ],
+    ids=["ticket", "confirmed-by"],
+)
+def test_control_characters_rejected_and_nothing_written(
+    app: App, kms: Any, db_path: Path, option: str, value: str
+) -> None:
+    drive_rotation(app, kms, "support_contacted")
+    before = snapshot(db_path)
+    args = {"--ticket": "SUP-1", "--confirmed-by": "Jane", option: value}
+
+    result = invoke(
+        db_path,
+        "rotation",
+        "confirm",
+        "prod",
+        *(text for pair in args.items() for text in pair),
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "control characters" in result.stderr
+    assert snapshot(db_path) == before
+
+
+def test_operator_with_escape_sequence_rejected(db_path: Path) -> None:
+    prepared_db(db_path)
+    before = snapshot(db_path)
+
+    result = CliRunner().invoke(
+        main,
+        ["--db", str(db_path), "--operator", "mallory\x1b[2J", "env", "list"],
+    )
+
+    assert result.exit_code == 2
+    assert "control characters" in result.stderr
+    assert snapshot(db_path) == before
+
+
+def test_memory_database_rejected(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--db", ":memory:", "env", "list"])
+
+    assert result.exit_code == 2
+    assert "':memory:' is not a file" in result.stderr

@@ -9,6 +9,7 @@ installed command takes it without loading click.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -149,6 +150,8 @@ HANDED_OVER = [
     (["status"], {"KMSGUARD_ENDPOINT_URL": "http://127.0.0.1:1"}),
     (["status"], {"KMSGUARD_BUSY_TIMEOUT": "x"}),
     (["status"], {"KMSGUARD_OUTPUT": "yaml"}),
+    (["--db=", "status"], {}),
+    (["--db", "", "status"], {}),
 ]
 
 
@@ -292,3 +295,64 @@ def test_installed_command_prints_full_cli_status(busy_db: Path) -> None:
     )
 
     assert (result.returncode, result.stdout) == full_output(*args)
+
+
+def test_quick_status_hands_over_escape_sequences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """click strips escape sequences from piped output; the quick path does not."""
+    db_path = tmp_path / "escape.db"
+    new_app = App(Settings(db_path=db_path, operator="alice"))
+    new_app.add_environment("qa1", REGION, PIPELINE_ACCOUNT)
+    new_app.start(PROCEDURES["onboarding"], "qa1", {})
+    new_app.close()
+    with sqlite3.connect(db_path) as conn:
+        # Written with SQL: a value kmsguard itself no longer accepts.
+        conn.execute("UPDATE runs SET state = 'started\x1b[2J'")
+    conn.close()
+
+    assert quick_output(capsys, ["--db", str(db_path), "status"]) == (None, "")
+
+
+def test_quick_status_hands_over_unencodable_output(
+    busy_db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quick_status, "status_lines", lambda rows: ["caf\u00e9"])
+    ascii_stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(quick_status.sys, "stdout", ascii_stdout)
+
+    assert quick_status.try_status(["--db", str(busy_db), "status"], {}) is None
+    assert ascii_stdout.buffer.getvalue() == b""
+
+
+def test_quick_status_closed_pipe_exits_one_quietly(busy_db: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMSGUARD_")}
+    env.pop("AWS_ENDPOINT_URL", None)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+
+    result = subprocess.run(
+        [kmsguard_executable(), "--db", str(busy_db), "status"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    os.close(write_end)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
+
+
+def test_quick_status_changes_no_byte(
+    busy_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = busy_db.read_bytes()
+
+    code, _ = quick_output(capsys, ["--db", str(busy_db), "status"])
+
+    assert code == 0
+    assert busy_db.read_bytes() == before

@@ -6,7 +6,8 @@ the `kmsguard` command first tries this path. It takes only the common form:
 global `--db` and `--output` options (or their variables), then `status` and
 an optional ENV, on an existing, migrated database, with colour off. For
 anything else `try_status` returns None and the full command line runs; that
-includes every error, so this path never prints one and writes nothing.
+includes every error, so this path never prints one. It opens the database
+read-only, so it changes no row and never checkpoints the write-ahead log.
 
 The rows and the text come from the same functions the full command uses
 (workflow.status_view and commands.text), so both print the same bytes.
@@ -19,11 +20,7 @@ import sqlite3
 import sys
 
 from kmsguard.commands.text import table_lines, to_json, use_color
-from kmsguard.workflow.schema_names import (
-    BUSY_TIMEOUT_SECONDS,
-    MIGRATION_NAMES,
-    MIGRATION_SET,
-)
+from kmsguard.workflow.schema_names import MIGRATION_NAMES, MIGRATION_SET
 from kmsguard.workflow.status_view import status_rows
 
 # mypy reads the block below by this name; at run time typing is not imported.
@@ -43,6 +40,10 @@ STATUS_COLUMNS = [
 ]
 NO_ENVIRONMENTS = "no environments; add one with `kmsguard env add`"
 OUTPUTS = ("text", "json")
+# A reader of a WAL database waits only in rare cases (a writer in exclusive
+# locking mode, a recovery). This path then hands over soon, and the full
+# command line waits its usual time and reports a lock that stays.
+QUICK_BUSY_TIMEOUT_SECONDS = 0.2
 # Variables the full command line reads before status runs: it checks their
 # values, logs or waits by them, so with any of them set it runs instead.
 FULL_PATH_VARIABLES = (
@@ -68,9 +69,40 @@ def try_status(argv: list[str], environ: Mapping[str, str]) -> int | None:
     if rows is None:
         return None
     if output == "json":
-        sys.stdout.write(to_json({"environments": rows}) + "\n")
+        text = to_json({"environments": rows}) + "\n"
     else:
-        sys.stdout.write("".join(line + "\n" for line in status_lines(rows)))
+        text = "".join(line + "\n" for line in status_lines(rows))
+    if not printable(text):
+        return None
+    return write(text)
+
+
+def printable(text: str) -> bool:
+    """Whether stdout can take `text` as the full command line would print it.
+
+    click strips escape sequences from output that is not a terminal and
+    replaces what the stream's encoding lacks, so text with either goes to it.
+    """
+    if "\x1b" in text:
+        return False
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def write(text: str) -> int:
+    """Write `text` to stdout; return 0, or 1 when the reader has gone."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # As a closed pipe ends the full command line: status 1, no traceback.
+        # Python flushes stdout again at exit, so point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return 0
 
 
@@ -90,6 +122,9 @@ def parse(
         if name not in options or (not equals and not rest):
             return None
         options[name] = value if equals else rest.pop(0)
+        if not options[name]:
+            # An empty --db is the current directory to click, not the default.
+            return None
     if rest[:1] != ["status"] or len(rest) > 2:
         return None
     environment = rest[1] if len(rest) == 2 else None
@@ -114,7 +149,12 @@ def read_status(db_path: str, environment: str | None) -> list[dict[str, Any]] |
         # A missing file is created, and a file others can read is warned
         # about, by the full command line.
         return None
-    conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    conn = sqlite3.connect(
+        read_only_uri(db_path),
+        uri=True,
+        timeout=QUICK_BUSY_TIMEOUT_SECONDS,
+        isolation_level=None,
+    )
     try:
         if not _ready(conn):
             return None
@@ -124,6 +164,18 @@ def read_status(db_path: str, environment: str | None) -> list[dict[str, Any]] |
     if environment is not None and not rows:
         return None
     return rows
+
+
+def read_only_uri(db_path: str) -> str:
+    """Return a SQLite URI that opens `db_path` read-only.
+
+    SQLite decodes %XX in a URI's path, and ? and # would end it, so those
+    three characters are escaped.
+    """
+    path = os.path.abspath(db_path)
+    for char, escaped in (("%", "%25"), ("?", "%3F"), ("#", "%23")):
+        path = path.replace(char, escaped)
+    return f"file:{path}?mode=ro"
 
 
 def _ready(conn: sqlite3.Connection) -> bool:

@@ -123,6 +123,20 @@ def validate_role_arn(value: str, option: str) -> str:
     return value
 
 
+def control_characters(value: str, allowed: str = "") -> str:
+    """Return the control characters in `value`, other than `allowed`, escaped.
+
+    A stored control character, such as an ANSI escape sequence in a ticket
+    ID, would reach an operator's terminal in every listing of the run.
+    """
+    found = {
+        ch
+        for ch in value
+        if (ord(ch) < 32 or 127 <= ord(ch) < 160) and ch not in allowed
+    }
+    return ", ".join(sorted(repr(ch) for ch in found))
+
+
 def validate_ticket(value: str) -> str:
     value = value.strip()
     if not value:
@@ -130,9 +144,10 @@ def validate_ticket(value: str) -> str:
             "missing ticket ID: --ticket is empty; give the support ticket ID, "
             "for example --ticket SUP-1234"
         )
-    if len(value) > 200 or any(ch in value for ch in "\r\n\t"):
+    if len(value) > 200 or control_characters(value):
         raise InvalidInput(
-            f"invalid ticket ID {value!r}: use one line of at most 200 characters"
+            f"invalid ticket ID {value!r}: use one line of at most 200 characters, "
+            "without control characters"
         )
     return value
 

@@ -76,6 +76,13 @@ class SqliteConnection:
     """One open, migrated SQLite file, with its transactions and row reads."""
 
     def __init__(self, path: str | Path, timeout: float | None = None) -> None:
+        if str(path) == ":memory:":
+            # SQLite would keep everything in memory and lose it on exit, while
+            # each command reported success.
+            raise InvalidInput(
+                "database path ':memory:' is not a file: kmsguard keeps state and "
+                "the audit log in a file; give its path with --db or KMSGUARD_DB"
+            )
         self.path = Path(path)
         if self.path.is_dir():
             raise InvalidInput(
