@@ -256,3 +256,20 @@ def test_missing_credentials_write_nothing(cli: Cli) -> None:
     assert "NoCredentialsError" in result.stderr
     assert "Fix: no AWS credentials were found" in result.stderr
     assert snapshot(cli.db_path) == before
+
+
+def test_error_message_html_page_shortened() -> None:
+    from botocore.exceptions import ClientError
+
+    from kmsguard.workflow.aws import describe_error
+
+    page = "<!DOCTYPE html><html><head><title>500 Internal Server Error</title>"
+    page += "</head><body>" + "<p>trace line</p>\n" * 200 + "</body></html>"
+    error = ClientError({"Error": {"Code": "500", "Message": page}}, "LookupEvents")
+
+    text = str(describe_error(error, "cloudtrail:LookupEvents", "key K"))
+
+    assert "500 Internal Server Error" in text
+    assert "<" not in text
+    assert "\n" not in text
+    assert len(text) < 500

@@ -247,7 +247,7 @@ def test_quick_status_hands_over_with_colour(
 def test_next_step_table_matches_procedures(name: str) -> None:
     procedure = PROCEDURES[name]
     for state in (*procedure.states, "completed", "cancelled"):
-        for ticket in (None, "SUP-9"):
+        for ticket in (None, "SUP-9", "SUP 9", "it's"):
             expected = procedure.next_command(state, "prod", ticket)
 
             assert next_command(name, state, "prod", ticket) == expected, state
@@ -356,3 +356,11 @@ def test_quick_status_changes_no_byte(
 
     assert code == 0
     assert busy_db.read_bytes() == before
+
+
+def test_next_command_quotes_ticket_with_space() -> None:
+    command = next_command("rotation", "support_contacted", "prod", "SUP 9")
+
+    assert command == (
+        "kmsguard rotation confirm prod --ticket 'SUP 9' --confirmed-by NAME"
+    )

@@ -106,7 +106,7 @@ def describe_error(
         message = response.get("Error", {}).get("Message", message) or message
     hint = ERROR_HINTS.get(code, "") if code else client_side_hint(exc)
     kind = code or type(exc).__name__
-    text = f"AWS {action} on {target} failed: {kind}: {message}"
+    text = f"AWS {action} on {target} failed: {kind}: {short_message(message)}"
     if code in ("AccessDeniedException", "AccessDenied"):
         text += ". " + access_denied_text(message, action, target, caller_arn)
     elif hint:
@@ -114,6 +114,20 @@ def describe_error(
     failed = OperationFailed(text)
     failed.aws_code = code  # type: ignore[attr-defined]
     return failed
+
+
+def short_message(message: str, limit: int = 300) -> str:
+    """Return an AWS error message on one line, without markup, at most `limit` long.
+
+    A simulator or a proxy can answer with a whole HTML page, which would fill
+    the terminal and the audit log.
+    """
+    import re
+
+    if message.lstrip().startswith("<"):
+        message = re.sub(r"<[^>]*>", " ", message)
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 def error_code(exc: Exception) -> str:

@@ -57,8 +57,10 @@ class StepContext:
         """Return the command line that runs a step, with known values filled in."""
         step = self.procedure.step(step_name)
         text = self.procedure.command_for(step, self.env_name)
+        from kmsguard.workflow.status_view import shell_word
+
         for placeholder, value in values.items():
-            text = text.replace(placeholder, value)
+            text = text.replace(placeholder, shell_word(value))
         return text
 
     def identify_caller(self) -> str:

@@ -112,9 +112,13 @@ class Procedure:
         steps = [step for step in self.steps_from(state) if not step.recovery]
         if not steps:
             return ""
+        from kmsguard.workflow.status_view import shell_word
+
         command = self.command_for(steps[0], environment)
         if ticket_id:
-            command = command.replace("--ticket ID", f"--ticket {ticket_id}")
+            command = command.replace(
+                "--ticket ID", f"--ticket {shell_word(ticket_id)}"
+            )
         return command
 
     def step_label(self, step: Step) -> str:

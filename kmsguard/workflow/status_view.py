@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
     Row = dict[str, Any]
 
+# Characters a shell takes literally in a word, besides letters and digits.
+SHELL_SAFE = "-_./:@%+=,"
 RUN_COLUMNS = (
     "r.id, r.procedure, r.state, r.updated_at, r.current_key_arn, "
     "r.new_key_arn, r.ticket_id"
@@ -64,8 +66,21 @@ def next_command(
         return ""
     command = _command(forward, environment)
     if ticket_id:
-        command = command.replace("--ticket ID", f"--ticket {ticket_id}")
+        command = command.replace("--ticket ID", f"--ticket {shell_word(ticket_id)}")
     return command
+
+
+def shell_word(text: str) -> str:
+    """Return `text` quoted for a shell when it holds a space or other special.
+
+    The commands kmsguard prints are meant to be pasted, and a ticket ID may
+    hold a space.
+    """
+    if text and all(ch.isalnum() or ch in SHELL_SAFE for ch in text):
+        return text
+    import shlex
+
+    return shlex.quote(text)
 
 
 def _command(step: tuple[str, str], environment: str) -> str:
