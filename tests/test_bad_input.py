@@ -182,15 +182,27 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert snapshot(db_path) == before
 
 
-def test_destructive_step_without_terminal_needs_yes(db_path: Path) -> None:
-    prepared_db(db_path)
+def test_destructive_step_without_terminal_needs_yes(
+    app: App, kms: Any, db_path: Path
+) -> None:
+    drive_rotation(app, kms, "rotation_confirmed")
     before = snapshot(db_path)
 
     result = invoke(db_path, "rotation", "disable-old-key", "prod")
 
-    assert result.exit_code == 2
+    assert result.exit_code == 2, result.output
     assert "--yes" in result.stderr
     assert snapshot(db_path) == before
+
+
+def test_out_of_order_destructive_step_refused_before_yes(db_path: Path) -> None:
+    """Without a run to disable, the refusal comes first, not a request for --yes."""
+    prepared_db(db_path)
+
+    result = invoke(db_path, "rotation", "disable-old-key", "prod")
+
+    assert result.exit_code == 3, result.output
+    assert "--yes" not in result.stderr
 
 
 def test_bad_ticket_on_open_run_writes_nothing(

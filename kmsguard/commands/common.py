@@ -124,18 +124,18 @@ def _bold_header(line: str) -> str:
 def confirm_destructive(yes: bool, what: str) -> Callable[[Any], bool] | None:
     """Return the prompt callback for a destructive step, or None with --yes.
 
-    Raises:
-        InvalidInput: no terminal to ask on and no --yes.
+    The engine calls it after the order check and the guards, so a step that
+    would be refused reports that first, not a missing --yes.
     """
     if yes:
         return None
-    if not sys.stdin.isatty():
-        raise InvalidInput(
-            f"{what} changes a key in AWS and needs confirmation, but there is no "
-            "terminal to ask on; add --yes to confirm"
-        )
 
     def ask(ctx: Any) -> bool:
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                f"{what} changes a key in AWS and needs confirmation, but there "
+                "is no terminal to ask on; add --yes to confirm"
+            )
         key = ctx.target_key() if ctx.run is not None else "the key"
         return click.confirm(
             f"{what}: key {key} in {ctx.env_name}. Continue?", default=False, err=True
