@@ -45,7 +45,9 @@ def protection_lines(env: str, status: dict[str, Any] | None) -> list[str]:
     """Return whether the protection statement is in place, and its problems."""
     if not status:
         return []
-    if status.get("in_place"):
+    if status.get("released") and not status.get("error"):
+        text = _released_line(env, status)
+    elif status.get("in_place"):
         actions = ", ".join(status.get("actions") or [])
         text = f"{env}: protection in place on {status['key_arn']}: denies {actions}"
     elif status.get("error"):
@@ -53,3 +55,15 @@ def protection_lines(env: str, status: dict[str, Any] | None) -> list[str]:
     else:
         text = f"{env}: no protection statement on {status['key_arn']}"
     return [text] + [f"protection: {env}: {p}" for p in status.get("problems", [])]
+
+
+def _released_line(env: str, status: dict[str, Any]) -> str:
+    """Return the line for a run that gave a shared statement up to other runs."""
+    if status.get("in_place"):
+        left = "stays for the other runs that protect the key"
+    else:
+        left = "is removed"
+    return (
+        f"{env}: protection released by run {status.get('run_id')} on "
+        f"{status['key_arn']}; the statement {left}"
+    )

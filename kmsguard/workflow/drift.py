@@ -134,11 +134,14 @@ def find_drift(
                 state_drift(environment, run, target, arn, expected, state)
             )
     missing = {d.key_arn for d in check.drifts if d.kind == "missing"}
+    released = released_key(run)
     for arn, applied in sorted(dict(run.data.get(APPLIED_POLICIES) or {}).items()):
         owner = next((t for t in TARGETS if run_key(run, t) == arn), None)
         if owner is None or arn in missing:
             continue
-        drift = policy_drift(kms, environment, owner, arn, applied)
+        drift = policy_drift(
+            kms, environment, owner, arn, applied, released=arn == released
+        )
         if drift is not None:
             check.drifts.append(drift)
     return check
@@ -209,18 +212,38 @@ def state_recovery(arn: str, region: str, expected: str, actual: str) -> str:
     return f"aws kms describe-key {key}"
 
 
+def released_key(run: Run) -> str | None:
+    """Return the key whose shared protection statement the run released, or None.
+
+    A run releases the statement when unprotect or a closing step keeps it
+    for other open runs. Those runs may then narrow or remove it.
+    """
+    from kmsguard.workflow.protection_steps import protected_key, recorded
+
+    return protected_key(run) if recorded(run).get("released") else None
+
+
 def policy_drift(
     kms: Kms,
     environment: Environment,
     target: str,
     arn: str,
     applied: dict[str, Any],
+    *,
+    released: bool = False,
 ) -> Drift | None:
-    """Compare a key's live policy with the one kmsguard applied, by meaning."""
+    """Compare a key's live policy with the one kmsguard applied, by meaning.
+
+    With `released`, the protection statement is left out of the comparison,
+    because the run gave it up to the other runs that protect the key.
+    """
     from kmsguard.workflow import policy
 
     live = json.loads(kms.get_key_policy(arn))
-    if policy.same_statements(live, json.loads(str(applied["policy"]))):
+    expected = json.loads(str(applied["policy"]))
+    if released:
+        live, expected = _without_protection(live), _without_protection(expected)
+    if policy.same_statements(live, expected):
         return None
     lost = pipeline_access_lost(live, arn, environment, str(applied.get("form")))
     reason = (
@@ -240,6 +263,17 @@ def policy_drift(
         f"--region {environment.region} --output text",
         blocking=bool(lost),
     )
+
+
+def _without_protection(doc: dict[str, Any]) -> dict[str, Any]:
+    from kmsguard.workflow import policy
+
+    statements = [
+        statement
+        for statement in policy.statement_list(doc)
+        if statement.get("Sid") != policy.PROTECTION_SID
+    ]
+    return {**doc, "Statement": statements}
 
 
 def pipeline_access_lost(

@@ -36,7 +36,11 @@ from kmsguard.workflow.protection_policy import (
     plan_remove,
     validate_protection_params,
 )
-from kmsguard.workflow.protection_shared import kept_evidence, other_protecting_runs
+from kmsguard.workflow.protection_shared import (
+    check_shared_roles,
+    kept_evidence,
+    other_protecting_runs,
+)
 from kmsguard.workflow.protection_status import protection_status
 from kmsguard.workflow.protection_steps import protected_key, recorded
 from kmsguard.workflow.protection_writes import (
@@ -82,8 +86,10 @@ def protect(app: App, environment: str, roles: list[str]) -> ProtectionResult:
 
     Raises:
         InvalidInput: unknown environment, no role, or a malformed role ARN.
-        Refused: no open run, no key to protect, a key pending deletion, or a
-            policy that fails its checks before or after the change.
+        Refused: no open run, no key to protect, a key pending deletion,
+            another open run that shares the key's statement with other
+            break-glass roles, or a policy that fails its checks before or
+            after the change.
         Conflict: another process is writing to the run.
         OperationFailed: an AWS call failed.
     """
@@ -92,6 +98,9 @@ def protect(app: App, environment: str, roles: list[str]) -> ProtectionResult:
     )
     app.check_region(environment)
     run = _open_run(app, environment)
+    # This check runs before refusals_recorded, so a rejected request writes
+    # nothing to the database, as invalid input does.
+    _check_roles(app, run, roles)
     with refusals_recorded(app, run, PROTECT_STEP):
         return _protect_run(app, _settled(app, run), roles)
 
@@ -147,8 +156,9 @@ def start_run(
 ) -> StepResult:
     """Open a run; with params["protect"], protect its key as soon as it exists.
 
-    The start step checks the policy before the run is opened, so a policy
-    that cannot take the statement opens no run.
+    The start step checks the policy, and the roles of a statement that other
+    runs share, before the run is opened. So neither a policy that cannot
+    take the statement nor other roles open a run.
 
     Raises:
         Refused: the start was refused, or the protection was refused after
@@ -162,6 +172,9 @@ def start_run(
         return result
     try:
         with refusals_recorded(app, result.run, PROTECT_STEP):
+            # The start step checked the roles, but another run may have
+            # protected the key with other roles since then.
+            _check_roles(app, result.run, roles)
             protected = _protect_run(app, result.run, roles)
     except Refused as exc:
         raise Refused(_not_protected(procedure, environment, exc), exc.unmet) from exc
@@ -253,6 +266,14 @@ def _protect_run(app: App, run: Run, roles: list[str]) -> ProtectionResult:
         + ", ".join(change.break_glass_roles)
     )
     return write_change(writer, run, PROTECT_STEP, change, message, {})
+
+
+def _check_roles(app: App, run: Run, roles: list[str]) -> None:
+    key_arn = protected_key(run)
+    if key_arn is None:
+        return
+    command = f"kmsguard protect {run.environment}"
+    check_shared_roles(app.store, key_arn, run.id, roles, command)
 
 
 def _settled(app: App, run: Run) -> Run:

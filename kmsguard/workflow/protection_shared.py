@@ -5,7 +5,9 @@ that retire the same key rely on the same statement. It belongs to every open
 run, in any environment of the database, that records it in place on the key
 and has not released it with `unprotect`. A closing step (complete, cancel)
 or `unprotect` removes it only when no other such run needs it. Otherwise the
-statement stays, and the event names the runs it stays for.
+statement stays, and the event names the runs it stays for. The statement has
+one list of break-glass roles, so a protect with other roles than the runs that
+share it is refused.
 
 The disable and schedule-deletion steps still narrow or remove the statement,
 because the statement denies their KMS call until they do. Another open run
@@ -18,10 +20,12 @@ and record the runs whose protection they lifted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kmsguard.workflow.context import Outcome, StepContext
+from kmsguard.workflow.errors import GuardResult, Refused
 from kmsguard.workflow.policy import protection_actions
 from kmsguard.workflow.protection_policy import PolicyChange
 from kmsguard.workflow.protection_steps import (
@@ -35,13 +39,14 @@ from kmsguard.workflow.protection_steps import (
     recorded,
 )
 from kmsguard.workflow.protection_writes import PROTECT_STEP
-from kmsguard.workflow.records import Run
+from kmsguard.workflow.records import Event, Run
 
 if TYPE_CHECKING:
     from kmsguard.workflow.store import SqliteStore
 
 # The ctx.facts entry that contains the key and the runs a closing step kept it for.
 KEPT_FACT = "protection_kept_for"
+SHARED_ROLES_GUARD = "shared_protection_roles"
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class ProtectingRun:
     Attributes:
         pending: True when its protect intent is not resolved yet, so the
             statement may already be in the policy without being recorded.
+        roles: the break-glass roles the run records for the statement, or
+            that its pending protect writes; empty when neither is recorded.
     """
 
     run_id: int
@@ -58,6 +65,7 @@ class ProtectingRun:
     procedure: str
     state: str
     pending: bool = False
+    roles: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -74,7 +82,7 @@ class ProtectingRun:
 
 
 def other_protecting_runs(
-    store: SqliteStore, key_arn: str, run_id: int
+    store: SqliteStore, key_arn: str, run_id: int | None
 ) -> list[ProtectingRun]:
     """Return the open runs, other than `run_id`, that still need the key's statement.
 
@@ -88,10 +96,13 @@ def other_protecting_runs(
     for run in store.open_runs():
         if run.id == run_id:
             continue
+        intent = _pending_protect(store, run, key_arn)
         if _relies_on(run, key_arn):
-            found.append(_named(run, pending=False))
-        elif _protect_pending(store, run, key_arn):
-            found.append(_named(run, pending=True))
+            roles = recorded(run).get("break_glass_roles")
+            found.append(_named(run, False, roles))
+        elif intent is not None:
+            roles = dict(intent.evidence.get(DATA_KEY) or {}).get("break_glass_roles")
+            found.append(_named(run, True, roles))
     return found
 
 
@@ -101,17 +112,20 @@ def _relies_on(run: Run, key_arn: str) -> bool:
     return in_place and protected_key(run) == key_arn
 
 
-def _protect_pending(store: SqliteStore, run: Run, key_arn: str) -> bool:
+def _pending_protect(store: SqliteStore, run: Run, key_arn: str) -> Event | None:
     if run.pending_intent_id is None:
-        return False
+        return None
     intent = store.get_event(run.pending_intent_id)
     if intent is None or intent.step != PROTECT_STEP:
-        return False
-    return intent.evidence.get("key") == key_arn
+        return None
+    return intent if intent.evidence.get("key") == key_arn else None
 
 
-def _named(run: Run, pending: bool) -> ProtectingRun:
-    return ProtectingRun(run.id, run.environment, run.procedure, run.state, pending)
+def _named(run: Run, pending: bool, roles: Any) -> ProtectingRun:
+    listed = tuple(str(role) for role in roles or ())
+    return ProtectingRun(
+        run.id, run.environment, run.procedure, run.state, pending, listed
+    )
 
 
 def names(runs: list[ProtectingRun]) -> str:
@@ -138,6 +152,60 @@ def kept_evidence(key_arn: str, runs: list[ProtectingRun]) -> dict[str, Any]:
         "kept_for": [run.to_evidence() for run in runs],
         "kept_reason": kept_reason(key_arn, runs),
     }
+
+
+# Protecting a key that another run protects
+
+
+def check_shared_roles(
+    store: SqliteStore,
+    key_arn: str,
+    run_id: int | None,
+    roles: Sequence[str],
+    command: str | None,
+) -> None:
+    """Refuse break-glass roles that differ from those of a statement another run shares.
+
+    The key has one statement, so writing other roles would take the
+    exemption away from the break-glass roles of the runs that share it. The
+    same roles in any order are accepted. `run_id` is the run that protects,
+    or None before a start step opens it. `command` is the command to run
+    again with the same roles, or None for the start command.
+
+    NOTE: as in other_protecting_runs, no lock spans this check and the
+    write, so two protects with other roles at the same moment can both pass.
+
+    Raises:
+        Refused: another open run protects the key with other roles.
+    """
+    requested = set(roles)
+    others = other_protecting_runs(store, key_arn, run_id)
+    differing = [r for r in others if r.roles and set(r.roles) != requested]
+    if not differing:
+        return
+
+    first = differing[0]
+    shared_roles = "; ".join(
+        f"{r.name} exempts {', '.join(r.roles)}" for r in differing
+    )
+    unprotect = f"kmsguard unprotect {first.environment} --reason TEXT"
+    options = role_options(first.roles)
+    retry = f"`{command} {options}`" if command else f"{options} on the start command"
+    reason = (
+        f"key {key_arn} has one protection statement, which other open runs share: "
+        f"{shared_roles}. The request exempts {', '.join(roles)} instead, which would lock "
+        "their break-glass roles out"
+    )
+    raise Refused(
+        f"protection rejected: {reason}. Give the same roles with {retry}, or remove "
+        f"the other environment's protection first with `{unprotect}`",
+        [GuardResult(SHARED_ROLES_GUARD, False, reason, unprotect)],
+    )
+
+
+def role_options(roles: Sequence[str]) -> str:
+    """Return the --break-glass-role options that give `roles`."""
+    return " ".join(f"--break-glass-role {role}" for role in roles)
 
 
 # The closing steps: complete and cancel

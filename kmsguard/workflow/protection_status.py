@@ -41,22 +41,28 @@ def protection_status(
     """Read the run's key policy and report its protection and any drift.
 
     The result has these keys:
-        key_arn: the key the run's protection guards.
+        run_id, key_arn: the run and the key its protection guards.
         recorded_in_place, recorded_actions: what the run records.
+        released: True when the run gave the statement up with unprotect or
+            a closing step while other runs kept it, so it no longer expects
+            the statement in place or missing.
         in_place, actions, full, break_glass_roles: read from AWS now.
         last_written_at, last_written_event: kmsguard's latest write to the
             key in this run (the event is None when the run does not record it).
         changed_outside_kmsguard, protection_changed, other_statements_changed:
             True or False, or None when there is no write to compare with.
+            protection_changed is None for a released run too.
         problems: sentences for the operator.
         error: why the policy could not be read, or None.
     """
     known = recorded(run)
     key_arn = protected_key(run)
     status: dict[str, Any] = {
+        "run_id": run.id,
         "key_arn": key_arn,
         "recorded_in_place": bool(known.get("in_place")),
         "recorded_actions": list(known.get("actions") or ()),
+        "released": bool(known.get("released")),
         "in_place": None,
         "actions": [],
         "full": False,
@@ -114,12 +120,16 @@ def _compare_with_written(
         last_written_at=written["created_at"], last_written_event=written["event_id"]
     )
     document = parse_policy_text(str(written["policy"]))
-    protection_changed = _protection(live) != _protection(document)
     others_changed = not same_statements(_others(live), _others(document))
+    # The statement a run released belongs to the runs that kept it, which
+    # may narrow or remove it without this run's record changing.
+    protection_changed = None
+    if not status["released"]:
+        protection_changed = _protection(live) != _protection(document)
     status.update(
         protection_changed=protection_changed,
         other_statements_changed=others_changed,
-        changed_outside_kmsguard=protection_changed or others_changed,
+        changed_outside_kmsguard=bool(protection_changed) or others_changed,
     )
 
 
@@ -172,18 +182,9 @@ def _others(doc: dict[str, Any]) -> dict[str, Any]:
 def _problems(status: dict[str, Any], run: Run) -> list[str]:
     env = run.environment
     problems = []
-    if status["recorded_in_place"] and not status["in_place"]:
-        problems.append(
-            f"the protection statement that run {run.id} records is missing from the "
-            f"key policy: it was removed outside kmsguard. Add it again with "
-            f"`kmsguard protect {env} --break-glass-role ARN`"
-        )
-    elif status["in_place"] and not status["recorded_in_place"]:
-        problems.append(
-            f"the key policy has a {PROTECTION_SID} statement that run {run.id} does "
-            f"not record; remove it with `kmsguard unprotect {env} --reason TEXT`, or "
-            f"record it with `kmsguard protect {env} --break-glass-role ARN`"
-        )
+    missing_or_extra = _statement_problem(status, run)
+    if missing_or_extra:
+        problems.append(missing_or_extra)
     if status["changed_outside_kmsguard"]:
         parts = [
             name
@@ -199,3 +200,25 @@ def _problems(status: dict[str, Any], run: Run) -> list[str]:
             f"{' and '.join(parts)} differ. Compare with `kmsguard history {env}`"
         )
     return problems
+
+
+def _statement_problem(status: dict[str, Any], run: Run) -> str | None:
+    """Return why the statement differs from the run's record, or None."""
+    env = run.environment
+    # A released run expects nothing, because the runs that kept the statement
+    # decide whether it stays.
+    if status["released"]:
+        return None
+    if status["recorded_in_place"] and not status["in_place"]:
+        return (
+            f"the protection statement that run {run.id} records is missing from the "
+            f"key policy: it was removed outside kmsguard. Add it again with "
+            f"`kmsguard protect {env} --break-glass-role ARN`"
+        )
+    if status["in_place"] and not status["recorded_in_place"]:
+        return (
+            f"the key policy has a {PROTECTION_SID} statement that run {run.id} does "
+            f"not record; remove it with `kmsguard unprotect {env} --reason TEXT`, or "
+            f"record it with `kmsguard protect {env} --break-glass-role ARN`"
+        )
+    return None

@@ -101,11 +101,15 @@ def plan_at_start(ctx: StepContext, key_arn: str, outcome: Outcome) -> Outcome:
 
     Raises:
         Refused: the policy fails the lockout or pipeline checks before or
-            after the statement is added, so no run is started.
+            after the statement is added, or another open run shares the
+            key's statement with other break-glass roles, so no run is started.
     """
+    from kmsguard.workflow.protection_shared import check_shared_roles
+
     roles = list(ctx.params.get("break_glass_roles") or ())
     if not roles:
         return outcome
+    check_shared_roles(ctx.store, key_arn, None, roles, None)
     policy = read_policy(ctx.kms, key_arn)
     change = plan_protect(key_arn, policy, ctx.environment.pipeline_account, roles)
     outcome.data_updates[DATA_KEY] = {
