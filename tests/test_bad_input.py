@@ -271,7 +271,32 @@ def test_operator_with_escape_sequence_rejected(db_path: Path) -> None:
 
 
 def test_memory_database_rejected(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["--db", ":memory:", "env", "list"])
+    add = ["env", "add", "qa1", "--region", REGION, "--pipeline-account"]
+    result = CliRunner().invoke(main, ["--db", ":memory:", *add, PIPELINE_ACCOUNT])
 
     assert result.exit_code == 2
     assert "':memory:' is not a file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status",),
+        ("status", "prod"),
+        ("history", "prod"),
+        ("audit", "verify"),
+        ("env", "list"),
+        ("env", "show", "prod"),
+    ],
+    ids=" ".join,
+)
+def test_reading_missing_database_creates_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    path = tmp_path / "mistyped.db"
+
+    result = CliRunner().invoke(main, ["--db", str(path), *args])
+
+    assert result.exit_code == 2, result.output
+    assert f"no kmsguard database at '{path}'" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -123,7 +123,7 @@ def test_quick_status_empty_database_matches(
 ) -> None:
     db_path = tmp_path / "new.db"
     new = App(Settings(db_path=db_path, operator="alice"))
-    assert new.environments() == []
+    assert new.store.list_environments() == []
     new.close()
     args = ["--db", str(db_path), "status"]
 

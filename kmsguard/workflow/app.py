@@ -98,12 +98,27 @@ class App:
         log.info("added environment %s by %s", name, self.settings.operator)
         return environment
 
+    def require_database(self) -> None:
+        """Raise InvalidInput when the database file does not exist yet.
+
+        Without this, a command that only reads would create an empty
+        database at a mistyped --db path and report that nothing is there.
+        """
+        path = self.settings.db_path
+        if self._store is None and not path.exists():
+            raise InvalidInput(
+                f"no kmsguard database at {str(path)!r}: check --db or KMSGUARD_DB, "
+                "or create one by adding an environment: `kmsguard env add ENV "
+                "--region REGION --pipeline-account ACCOUNT_ID`"
+            )
+
     def environment(self, name: str) -> Environment:
         """Return a registered environment.
 
         Raises:
-            InvalidInput: no environment has that name.
+            InvalidInput: no database, or no environment has that name.
         """
+        self.require_database()
         found = self.store.get_environment(name)
         if found is None:
             known = [environment.name for environment in self.environments()]
@@ -111,6 +126,7 @@ class App:
         return found
 
     def environments(self) -> list[Environment]:
+        self.require_database()
         return self.store.list_environments()
 
     # Procedures
@@ -154,6 +170,7 @@ class App:
         """
         from kmsguard.workflow.status_view import status_rows
 
+        self.require_database()
         if environment is not None:
             self.environment(environment)
         rows = status_rows(self.store.conn, environment)
@@ -171,6 +188,7 @@ class App:
         """Check the whole audit chain, then every run; report the first bad row."""
         from kmsguard.workflow.audit import verify_audit
 
+        self.require_database()
         return verify_audit(self.store)
 
     def export_audit(self, environment: str, fmt: str) -> AuditExport:
