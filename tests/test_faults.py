@@ -273,3 +273,12 @@ def test_error_message_html_page_shortened() -> None:
     assert "<" not in text
     assert "\n" not in text
     assert len(text) < 500
+
+
+def test_access_denied_without_principal_names_credentials() -> None:
+    from kmsguard.workflow.aws_faults import access_denied_text
+
+    text = access_denied_text("Access denied", "kms:GetKeyPolicy", "key K", None)
+
+    assert "to the principal of your credentials" in text
+    assert "principal the" not in text

@@ -36,7 +36,11 @@ ERROR_HINTS = {
         "the credentials in use may not call this action; check the caller's "
         "IAM policy, or use --profile"
     ),
-    "NotFoundException": "the key or alias does not exist in this account and region",
+    "NotFoundException": (
+        "no key or alias of that name exists in this account and region; check "
+        "the key ID, ARN or alias and the region (`aws kms list-aliases` lists "
+        "the aliases)"
+    ),
     "KMSInvalidStateException": (
         "the key is not in a state that allows this call; run "
         "`kmsguard check key` to see its state"

@@ -30,8 +30,10 @@ DENIED_RE = re.compile(
 # Fixes for errors botocore raises without an AWS response, by exception class.
 CLIENT_SIDE_HINTS = {
     "EndpointConnectionError": (
-        "the AWS endpoint could not be reached; check --endpoint-url and "
-        "AWS_ENDPOINT_URL, the network and any proxy, then run the command again"
+        "the AWS endpoint could not be reached; check --endpoint-url, "
+        "AWS_ENDPOINT_URL and any AWS_ENDPOINT_URL_<SERVICE> variable (it takes "
+        "precedence for its service), the network and any proxy, then run the "
+        "command again"
     ),
     "ConnectTimeoutError": (
         "connecting to the AWS endpoint timed out; check --endpoint-url, the "
@@ -69,12 +71,13 @@ def access_denied_text(
     """
     match = DENIED_RE.search(message)
     principal = match.group("principal") if match else None
-    principal = principal or caller_arn or "the caller of the credentials in use"
+    principal = principal or caller_arn
+    who = f"principal {principal}" if principal else "the principal of your credentials"
     denied_action = match.group("action") if match else action
     resource = (match.group("resource") if match else None) or target
     return (
-        f"AWS denied {denied_action} on {resource} to principal {principal}. "
-        f"Fix: allow {denied_action} for {principal} in the key policy of "
+        f"AWS denied {denied_action} on {resource} to {who}. "
+        f"Fix: allow {denied_action} for {who} in the key policy of "
         f"{resource} and in the principal's IAM policies (an explicit Deny in "
         "either one wins), or run with --profile for a principal that is allowed"
     )

@@ -297,7 +297,8 @@ def _lookup_page(client: Any, request: dict[str, Any], sleep: Sleep) -> dict[str
 
 
 def _record_cut_short(scan: CloudTrailScan, exc: Exception) -> None:
-    log.warning(
+    # The gap below reports this to the operator; a warning would repeat it.
+    log.debug(
         "LookupEvents on %s stopped after %d pages: %s", scan.key_arn, scan.pages, exc
     )
     oldest = min((event.event_time for event in scan.events), default=scan.end)
