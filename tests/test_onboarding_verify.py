@@ -359,13 +359,28 @@ def test_set_resources_command_repeats_every_list() -> None:
     )
 
     command = set_resources_command(
-        "prod", resources, replace=("s3_bucket", "prod-missing-bucket")
+        "prod", resources, replace=[("s3_bucket", "prod-missing-bucket")]
     )
 
     assert command == (
         f"kmsguard env set-resources prod --s3-bucket NAME --s3-bucket "
         f"{LISTED_BUCKET} --kinesis-stream good --sqs-queue {MISSING_QUEUE} "
         "--resource-profile pipeline-readonly"
+    )
+
+
+def test_set_resources_command_replaces_every_missing() -> None:
+    resources = Resources(
+        s3_buckets=("prod-missing-bucket", LISTED_BUCKET),
+        sqs_queues=(MISSING_QUEUE,),
+    )
+    missing = [("s3_bucket", "prod-missing-bucket"), ("sqs_queue", MISSING_QUEUE)]
+
+    command = set_resources_command("prod", resources, replace=missing)
+
+    assert command == (
+        f"kmsguard env set-resources prod --s3-bucket NAME --s3-bucket "
+        f"{LISTED_BUCKET} --sqs-queue URL"
     )
 
 

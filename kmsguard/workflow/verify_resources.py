@@ -81,7 +81,12 @@ def check_resources(
         resolver=KeyResolver(aws, resources.profile),
         workers=RESOURCE_WORKERS,
     )
-    checks = [_reading_check(r, key_arn, environment, resources) for r in readings]
+    # One fix command replaces every missing resource, so following it once
+    # is enough however many are missing.
+    missing = {(r.kind, r.name) for r in readings if r.missing}
+    checks = [
+        _reading_check(r, key_arn, environment, resources, missing) for r in readings
+    ]
     return checks + skipped
 
 
@@ -142,20 +147,20 @@ def set_resources_command(
     environment: str,
     resources: Resources,
     *,
-    replace: tuple[str, str] | None = None,
+    replace: Collection[tuple[str, str]] = (),
     add: Collection[str] = (),
 ) -> str:
     """Return an `env set-resources` command that keeps the listed resources.
 
     The command replaces every list and the resource profile at once, so it
-    repeats them. The resource that `replace` names as (kind, name) becomes a
+    repeats them. Each resource that `replace` names as (kind, name) becomes a
     placeholder, and each component in `add` gets one more placeholder.
     """
     words = ["kmsguard", "env", "set-resources", shlex.quote(environment)]
     for component, (field, kind) in COMPONENT_RESOURCES.items():
         option, placeholder = SET_RESOURCES_OPTIONS[kind]
         for name in getattr(resources, field):
-            value = placeholder if (kind, name) == replace else shlex.quote(name)
+            value = placeholder if (kind, name) in replace else shlex.quote(name)
             words += [option, value]
         if component in add:
             words += [option, placeholder]
@@ -165,7 +170,11 @@ def set_resources_command(
 
 
 def _reading_check(
-    reading: ResourceReading, key_arn: str, environment: str, resources: Resources
+    reading: ResourceReading,
+    key_arn: str,
+    environment: str,
+    resources: Resources,
+    missing: Collection[tuple[str, str]],
 ) -> VerifyCheck:
     what = ENCRYPTION_SETTING[reading.kind]
 
@@ -173,7 +182,7 @@ def _reading_check(
         return VerifyCheck(reading.label, reading.kind, status, reason)
 
     if reading.missing:
-        return check(FAILED, _missing_reason(reading, environment, resources))
+        return check(FAILED, _missing_reason(reading, environment, resources, missing))
     if reading.error:
         return check(NOT_CHECKED, f"could not be read: {reading.error}")
     if not reading.resolutions:
@@ -200,12 +209,13 @@ def _reading_check(
 
 
 def _missing_reason(
-    reading: ResourceReading, environment: str, resources: Resources
+    reading: ResourceReading,
+    environment: str,
+    resources: Resources,
+    missing: Collection[tuple[str, str]],
 ) -> str:
     """Return why a resource AWS does not find fails, and the two ways to fix it."""
-    command = set_resources_command(
-        environment, resources, replace=(reading.kind, reading.name)
-    )
+    command = set_resources_command(environment, resources, replace=missing)
     error = str(reading.error).rstrip(".")
     reason = (
         f"not found ({error}). Correct the name with `{command}`, which keeps "
