@@ -234,7 +234,7 @@ def test_status_live_exits_zero_without_drift(
     assert "prod: no drift: the keys match the run" in result.stdout
 
 
-def offline_app(db_path: Path) -> App:
+def offline_app(db_path: Path, attempts: list[str] | None = None) -> App:
     """An App whose KMS DescribeKey fails as an unreachable endpoint does.
 
     The connection error is raised at botocore's before-send event, where
@@ -248,6 +248,8 @@ def offline_app(db_path: Path) -> App:
     session = AwsSession(AwsSettings(max_attempts=1))
 
     def unreachable(request: Any, **_: Any) -> None:
+        if attempts is not None:
+            attempts.append(request.url)
         raise EndpointConnectionError(endpoint_url=request.url)
 
     session.client("kms", REGION).meta.events.register_first(
@@ -266,6 +268,29 @@ def test_status_live_exit_code_one_when_aws_unreadable(
     offline.close()
 
     assert "error" in rows[0]["live"]
+    assert live_exit_code(rows) == 1
+
+
+def test_status_live_tries_unreachable_region_once(
+    app: App, kms: Any, db_path: Path
+) -> None:
+    app.add_environment("qa1", REGION, PIPELINE_ACCOUNT)
+    drive_rotation(app, kms, "support_contacted")
+    drive_rotation(app, kms, "support_contacted", env="qa1")
+    one_environment: list[str] = []
+    every_environment: list[str] = []
+    first = offline_app(db_path, one_environment)
+    first.status("prod", live=True)
+    first.close()
+
+    offline = offline_app(db_path, every_environment)
+    rows = offline.status(live=True)
+    offline.close()
+
+    errors = {row["environment"]: row["live"]["error"] for row in rows}
+    assert len(every_environment) == len(one_environment)
+    assert "EndpointConnectionError" in errors["prod"]
+    assert errors["qa1"].startswith(f"not read, because AWS in {REGION} could not")
     assert live_exit_code(rows) == 1
 
 

@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 
 DRIFT_GUARD = "key_drift"
 TARGETS = ("current", "new")
+# botocore exception classes for an endpoint not reached or a call timed out.
+CONNECTION_FAILURES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+    }
+)
 APPLIED_POLICIES = "applied_policies"
 
 
@@ -329,19 +338,37 @@ def live_status(app: App, rows: list[dict[str, Any]]) -> None:
     from kmsguard.states import PROCEDURES
     from kmsguard.workflow.aws import Kms
 
+    # An endpoint that cannot be reached makes every call wait out the
+    # timeouts and retries, so it is tried once per region, not once per row.
+    unreachable: dict[str, str] = {}
     for row in rows:
         if row.get("run_id") is None:
             continue
         run = app.store.get_run(int(row["run_id"]))
         environment = app.environment(run.environment)
+        if environment.region in unreachable:
+            row["live"] = {"error": unreachable[environment.region]}
+            continue
         kms = Kms(app.aws(), environment.region)
         try:
             check = find_drift(kms, environment, PROCEDURES[run.procedure], run)
         except KmsguardError as exc:
             row["live"] = {"error": str(exc)}
+            if _connection_failure(exc):
+                unreachable[environment.region] = (
+                    f"not read, because AWS in {environment.region} could not be "
+                    f"reached for environment {run.environment}: {exc}"
+                )
             continue
         row["live"] = check.to_dict()
         _add_protection_status(app, run, row["live"])
+
+
+def _connection_failure(exc: BaseException) -> bool:
+    """Whether botocore failed to reach the endpoint or timed out, not AWS's answer."""
+    cause = exc.__cause__
+    names = {kind.__name__ for kind in type(cause).__mro__} if cause else set()
+    return bool(names & CONNECTION_FAILURES)
 
 
 def _add_protection_status(app: App, run: Run, live: dict[str, Any]) -> None:
