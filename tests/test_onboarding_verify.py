@@ -84,6 +84,19 @@ def test_verify_passes_with_pipeline_calls(app: App) -> None:
     assert "210987654321" in checks["CloudTrail"]["reason"]
 
 
+def test_verify_notes_requested_components_without_resources(app: App) -> None:
+    """Onboarding requests every component; only a bucket is listed."""
+    key = onboarded_key(app)
+
+    result = verify(app, [kms_call(key, "Decrypt")])
+
+    checks = checks_by_subject(result)
+    assert result.run.state == "verified"
+    assert checks["Kinesis streams"]["status"] == "skipped"
+    assert checks["SQS queues"]["status"] == "skipped"
+    assert "none was checked" in checks["SQS queues"]["reason"]
+
+
 def test_verify_fails_without_listed_resources(app: App) -> None:
     key = onboarded_key(app, list_bucket=False)
 

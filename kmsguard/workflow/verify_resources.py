@@ -101,6 +101,10 @@ def _split_by_component(
         names: tuple[str, ...] = getattr(resources, field)
         if component in components:
             kept[field] = names
+            if not names:
+                # Normal for a component such as SQS surge protection, but the
+                # operator should see that nothing of it was checked.
+                skipped.append(_none_of_component(component, kind))
             continue
         kept[field] = ()
         skipped.extend(
@@ -140,6 +144,19 @@ def _none_listed(
         "resources",
         FAILED,
         f"{found}, so verify checked none; list them with `{command}`",
+    )
+
+
+def _none_of_component(component: str, kind: str) -> VerifyCheck:
+    """Return the skipped check of a requested component with no resource listed."""
+    option = SET_RESOURCES_OPTIONS[kind][0]
+    return VerifyCheck(
+        f"{KIND_TITLES[kind]}s",
+        kind,
+        SKIPPED,
+        f"{component} was requested from support, but the environment lists no "
+        f"{KIND_TITLES[kind]}, so none was checked; add one with "
+        f"`kmsguard env set-resources` and {option}",
     )
 
 
