@@ -152,7 +152,7 @@ def checked_operator(value: str | None) -> str | None:
 )
 @click.option(
     "--output",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(["text", "json"], case_sensitive=False),
     default="text",
     envvar="KMSGUARD_OUTPUT",
     show_envvar=True,

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from conftest import PIPELINE_ACCOUNT, REGION, Cli, drive_rotation
 
+from kmsguard.cli import main
 from kmsguard.states import PROCEDURES
 from kmsguard.workflow.app import App, Settings
 from kmsguard.workflow.aws import AwsSession
@@ -126,3 +128,17 @@ def test_re_enable_next_moves_procedure_on(app: App, kms: Any) -> None:
     assert result.next_commands == [
         "kmsguard rotation confirm prod --ticket SUP-1 --confirmed-by NAME"
     ]
+
+
+@pytest.mark.parametrize("value", ["JSON", "Json"])
+def test_output_option_any_case(tmp_path: Path, value: str) -> None:
+    db_path = tmp_path / "k.db"
+    add = ["env", "add", "prod", "--region", "eu-west-1", "--pipeline-account"]
+    CliRunner().invoke(main, ["--db", str(db_path), *add, "210987654321"])
+
+    result = CliRunner().invoke(
+        main, ["--db", str(db_path), "--output", value, "status"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["environments"][0]["environment"] == "prod"

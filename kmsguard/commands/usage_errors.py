@@ -63,12 +63,14 @@ def output_is_json(params: dict[str, Any], arguments: list[str]) -> bool:
     """Return whether --output, or else KMSGUARD_OUTPUT, selects JSON."""
     if "output" in params:
         return bool(params["output"] == "json")
+    # --output takes its value in any case, as JSON or json.
     for index, argument in enumerate(arguments):
-        if argument == "--output=json":
+        if argument.lower() == "--output=json":
             return True
-        if argument == "--output" and arguments[index + 1 : index + 2] == ["json"]:
+        following = [value.lower() for value in arguments[index + 1 : index + 2]]
+        if argument == "--output" and following == ["json"]:
             return True
-    return os.environ.get("KMSGUARD_OUTPUT") == "json"
+    return os.environ.get("KMSGUARD_OUTPUT", "").lower() == "json"
 
 
 def usage_message(error: click.UsageError) -> str:
