@@ -18,12 +18,12 @@ import jsonschema
 import pytest
 from conftest import (
     OWN_ACCOUNT,
-    PIPELINE_ACCOUNT,
     REGION,
     Cli,
     CloudTrailFixture,
     kms_use_record,
 )
+from procedure_drivers import add_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -38,16 +38,7 @@ def configured_onboarding(cli: Cli, cloudtrail: CloudTrailFixture) -> str:
 
     CloudTrail then serves one Decrypt of the key by the pipeline account.
     """
-    cli.run(
-        "env",
-        "add",
-        "prod",
-        "--region",
-        REGION,
-        "--pipeline-account",
-        PIPELINE_ACCOUNT,
-        check=0,
-    )
+    add_environment(cli)
     cli.run("onboarding", "start", "prod", check=0)
     key = str(cli.json("onboarding", "new-key", "prod", "--create")["new_key_arn"])
     cli.run("onboarding", "apply-policy", "prod", check=0)

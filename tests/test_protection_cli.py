@@ -6,25 +6,13 @@ import json
 from typing import Any
 
 import pytest
-from conftest import OWN_ACCOUNT, PIPELINE_ACCOUNT, REGION, Cli
+from conftest import OWN_ACCOUNT, Cli
+from procedure_drivers import add_environment
 from test_protection import BREAK_GLASS, pipeline_policy
 
 from kmsguard.workflow.policy import PROTECTION_SID
 
 pytestmark = pytest.mark.e2e
-
-
-def add_env(cli: Cli) -> None:
-    cli.run(
-        "env",
-        "add",
-        "prod",
-        "--region",
-        REGION,
-        "--pipeline-account",
-        PIPELINE_ACCOUNT,
-        check=0,
-    )
 
 
 def pipeline_key(cli: Cli) -> str:
@@ -51,7 +39,7 @@ def sids(cli: Cli, arn: str) -> list[str]:
 
 
 def test_rotation_start_protect(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
     old_key = pipeline_key(cli)
 
     data = cli.json(
@@ -71,7 +59,7 @@ def test_rotation_start_protect(cli: Cli) -> None:
 
 
 def test_rotation_start_protect_without_role_exits_2(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
     old_key = pipeline_key(cli)
 
     result = cli.run(
@@ -84,7 +72,7 @@ def test_rotation_start_protect_without_role_exits_2(cli: Cli) -> None:
 
 
 def test_disablement_start_protect(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
     key = pipeline_key(cli)
 
     data = cli.json(
@@ -103,7 +91,7 @@ def test_disablement_start_protect(cli: Cli) -> None:
 
 
 def test_protect_then_unprotect_commands(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
     old_key = pipeline_key(cli)
     cli.run("rotation", "start", "prod", "--current-key", old_key, check=0)
 
@@ -118,7 +106,7 @@ def test_protect_then_unprotect_commands(cli: Cli) -> None:
 
 
 def test_protect_command_without_run_exits_3(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
 
     data = cli.json("protect", "prod", "--break-glass-role", BREAK_GLASS, check=3)
 
@@ -126,7 +114,7 @@ def test_protect_command_without_run_exits_3(cli: Cli) -> None:
 
 
 def test_protect_command_malformed_role_exits_2(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
     cli.run("rotation", "start", "prod", "--current-key", pipeline_key(cli), check=0)
 
     result = cli.run(
@@ -137,7 +125,7 @@ def test_protect_command_malformed_role_exits_2(cli: Cli) -> None:
 
 
 def test_status_live_shows_protection(cli: Cli) -> None:
-    add_env(cli)
+    add_environment(cli)
     old_key = pipeline_key(cli)
     cli.run(
         "rotation",
@@ -163,7 +151,7 @@ def test_killed_protect_reconciled_by_next_step(cli: Cli, point: str) -> None:
 
     from kmsguard.workflow.intents import KILL_AT_VARIABLE
 
-    add_env(cli)
+    add_environment(cli)
     old_key = pipeline_key(cli)
     cli.run("rotation", "start", "prod", "--current-key", old_key, check=0)
     cli.extra_env[KILL_AT_VARIABLE] = point
