@@ -97,7 +97,7 @@ def checked_endpoint_url(value: str | None) -> str | None:
 
 
 def checked_operator(value: str | None) -> str | None:
-    """Return --operator unless it holds control characters.
+    """Return --operator unless it contains control characters.
 
     Raises:
         click.BadParameter: a control character, such as an escape sequence

@@ -78,7 +78,7 @@ def try_status(argv: list[str], environ: Mapping[str, str]) -> int | None:
 
 
 def printable(text: str) -> bool:
-    """Whether stdout can take `text` as the full command line would print it.
+    """Return whether stdout can take `text` as the full command line prints it.
 
     click strips escape sequences from output that is not a terminal and
     replaces what the stream's encoding lacks, so text with either goes to it.
@@ -179,7 +179,7 @@ def read_only_uri(db_path: str) -> str:
 
 
 def _ready(conn: sqlite3.Connection) -> bool:
-    """Whether the database is in WAL mode with every migration applied."""
+    """Return whether the database is in WAL mode with every migration applied."""
     mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
     applied = conn.execute(
         "SELECT name FROM _sqlite_migrations WHERE migration_set = ?",

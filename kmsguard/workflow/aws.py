@@ -123,7 +123,7 @@ def describe_error(
 def short_message(message: str, limit: int = 300) -> str:
     """Return an AWS error message on one line, without markup, at most `limit` long.
 
-    A simulator or a proxy can answer with a whole HTML page, which would fill
+    A simulator or a proxy can return a whole HTML page, which would fill
     the terminal and the audit log.
     """
     import re

@@ -72,12 +72,14 @@ def access_denied_text(
     match = DENIED_RE.search(message)
     principal = match.group("principal") if match else None
     principal = principal or caller_arn
-    who = f"principal {principal}" if principal else "the principal of your credentials"
+    denied_principal = (
+        f"principal {principal}" if principal else "the principal of your credentials"
+    )
     denied_action = match.group("action") if match else action
     resource = (match.group("resource") if match else None) or target
     return (
-        f"AWS denied {denied_action} on {resource} to {who}. "
-        f"Fix: allow {denied_action} for {who} in the key policy of "
+        f"AWS denied {denied_action} on {resource} to {denied_principal}. "
+        f"Fix: allow {denied_action} for {denied_principal} in the key policy of "
         f"{resource} and in the principal's IAM policies (an explicit Deny in "
         "either one wins), or run with --profile for a principal that is allowed"
     )

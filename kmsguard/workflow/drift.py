@@ -365,7 +365,10 @@ def live_status(app: App, rows: list[dict[str, Any]]) -> None:
 
 
 def _connection_failure(exc: BaseException) -> bool:
-    """Whether botocore failed to reach the endpoint or timed out, not AWS's answer."""
+    """Return whether botocore failed to reach the endpoint or timed out.
+
+    Such a failure is the endpoint's, not an error that AWS returned.
+    """
     cause = exc.__cause__
     names = {kind.__name__ for kind in type(cause).__mro__} if cause else set()
     return bool(names & CONNECTION_FAILURES)

@@ -71,10 +71,10 @@ def next_command(
 
 
 def shell_word(text: str) -> str:
-    """Return `text` quoted for a shell when it holds a space or other special.
+    """Return `text` quoted for a shell when it contains a space or a special.
 
     The commands kmsguard prints are meant to be pasted, and a ticket ID may
-    hold a space.
+    contain a space.
     """
     if text and all(ch.isalnum() or ch in SHELL_SAFE for ch in text):
         return text
