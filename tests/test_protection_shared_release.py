@@ -22,8 +22,9 @@ from test_protection_shared import (
 )
 
 from kmsguard.commands.live import live_exit_code, protection_lines
+from kmsguard.states import PROCEDURES
 from kmsguard.workflow.app import App
-from kmsguard.workflow.policy import PROTECTION_SID
+from kmsguard.workflow.policy import PROTECTION_SID, add_protection
 from kmsguard.workflow.protection import protect, unprotect
 
 AUDITOR = f"arn:aws:iam::{OWN_ACCOUNT}:role/Auditor"
@@ -159,3 +160,64 @@ def test_protect_again_after_release_expects_statement(app: App, kms: Any) -> No
 
     assert protection["released"] is False
     assert "removed outside kmsguard" in protection["problems"][0]
+
+
+# Removed by its only run, then protected by another run
+
+
+def protect_by_hand(kms: Any, key: str) -> None:
+    """Put a protection statement on the key outside kmsguard."""
+    doc = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+    updated = add_protection(doc, [BREAK_GLASS])
+    kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(updated))
+
+
+def protect_after_removal(app: App, kms: Any) -> str:
+    """Protect prod's key, unprotect it (removed), then start qa1 protected on it."""
+    from conftest import PIPELINE_ACCOUNT, REGION
+    from test_protection_shared import pipeline_key, start_protected
+
+    key = pipeline_key(kms)
+    start_protected(app, "prod", key)
+    unprotect(app, "prod", "prod moves to its own key")
+    app.add_environment("qa1", REGION, PIPELINE_ACCOUNT)
+    start_protected(app, "qa1", key)
+    return key
+
+
+def test_removed_run_no_drift_when_other_protects(app: App, kms: Any) -> None:
+    key = protect_after_removal(app, kms)
+
+    rows = app.status("prod", live=True)
+    protection = rows[0]["live"]["protection"]
+
+    assert denied_actions(kms, key) is not None
+    assert rows[0]["live"]["drift"] == []
+    assert protection["problems"] == []
+    assert protection["shared_with"] == [
+        f"run {latest_run(app, 'qa1').id} of environment qa1"
+    ]
+    assert live_exit_code(rows) == 0
+
+
+def test_removed_run_line_names_other_run(app: App, kms: Any) -> None:
+    key = protect_after_removal(app, kms)
+
+    protection = app.status("prod", live=True)[0]["live"]["protection"]
+
+    assert protection_lines("prod", protection) == [
+        f"prod: no protection of this run on {key}; the statement there is that "
+        f"of run {latest_run(app, 'qa1').id} of environment qa1"
+    ]
+
+
+def test_removed_run_reports_statement_no_run_records(app: App, kms: Any) -> None:
+    """With no other run protecting the key, a statement put back by hand is reported."""
+    key = protect_after_removal(app, kms)
+    app.step(PROCEDURES["rotation"], "cancel", "qa1", {"reason": "wrong key"})
+    assert denied_actions(kms, key) is None
+    protect_by_hand(kms, key)
+
+    protection = app.status("prod", live=True)[0]["live"]["protection"]
+
+    assert any("does not record" in problem for problem in protection["problems"])

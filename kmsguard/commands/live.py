@@ -47,6 +47,11 @@ def protection_lines(env: str, status: dict[str, Any] | None) -> list[str]:
         return []
     if status.get("released") and not status.get("error"):
         text = _released_line(env, status)
+    elif status.get("shared_with"):
+        text = (
+            f"{env}: no protection of this run on {status['key_arn']}; the "
+            f"statement there is that of {' and '.join(status['shared_with'])}"
+        )
     elif status.get("in_place"):
         actions = ", ".join(status.get("actions") or [])
         text = f"{env}: protection in place on {status['key_arn']}: denies {actions}"

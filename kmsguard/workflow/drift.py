@@ -26,15 +26,9 @@ if TYPE_CHECKING:
 
 DRIFT_GUARD = "key_drift"
 TARGETS = ("current", "new")
-# botocore exception classes for an endpoint not reached or a call timed out.
-CONNECTION_FAILURES = frozenset(
-    {
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "ConnectionClosedError",
-    }
-)
+# botocore exception classes for an endpoint that could not be reached. A
+# read timeout is left out: one slow call says nothing of the other keys.
+CONNECTION_FAILURES = frozenset({"EndpointConnectionError", "ConnectTimeoutError"})
 APPLIED_POLICIES = "applied_policies"
 
 
@@ -143,14 +137,12 @@ def find_drift(
                 state_drift(environment, run, target, arn, expected, state)
             )
     missing = {d.key_arn for d in check.drifts if d.kind == "missing"}
-    released = released_key(run)
+    held = held_protection_key(run)
     for arn, applied in sorted(dict(run.data.get(APPLIED_POLICIES) or {}).items()):
         owner = next((t for t in TARGETS if run_key(run, t) == arn), None)
         if owner is None or arn in missing:
             continue
-        drift = policy_drift(
-            kms, environment, owner, arn, applied, released=arn == released
-        )
+        drift = policy_drift(kms, environment, owner, arn, applied, held=arn == held)
         if drift is not None:
             check.drifts.append(drift)
     return check
@@ -221,15 +213,20 @@ def state_recovery(arn: str, region: str, expected: str, actual: str) -> str:
     return f"aws kms describe-key {key}"
 
 
-def released_key(run: Run) -> str | None:
-    """Return the key whose shared protection statement the run released, or None.
+def held_protection_key(run: Run) -> str | None:
+    """Return the key whose protection statement the run holds in place, or None.
 
-    A run releases the statement when unprotect or a closing step keeps it
-    for other open runs. Those runs may then narrow or remove it.
+    A run that never protected its key, removed the statement with unprotect,
+    or released it to other runs (unprotect or a closing step that kept it
+    for them) holds none. Other runs that protect the key may then add,
+    narrow or remove the statement without this run's record changing.
     """
     from kmsguard.workflow.protection_steps import protected_key, recorded
 
-    return protected_key(run) if recorded(run).get("released") else None
+    known = recorded(run)
+    if known.get("in_place") and not known.get("released"):
+        return protected_key(run)
+    return None
 
 
 def policy_drift(
@@ -239,18 +236,20 @@ def policy_drift(
     arn: str,
     applied: dict[str, Any],
     *,
-    released: bool = False,
+    held: bool = True,
 ) -> Drift | None:
     """Compare a key's live policy with the one kmsguard applied, by meaning.
 
-    With `released`, the protection statement is left out of the comparison,
-    because the run gave it up to the other runs that protect the key.
+    Unless the run holds the key's protection statement (`held`), that
+    statement is left out of the comparison: it belongs to the other runs
+    that protect the key, if any, and `status --live` reports one that no
+    run records.
     """
     from kmsguard.workflow import policy
 
     live = json.loads(kms.get_key_policy(arn))
     expected = json.loads(str(applied["policy"]))
-    if released:
+    if not held:
         live, expected = _without_protection(live), _without_protection(expected)
     if policy.same_statements(live, expected):
         return None
@@ -365,7 +364,7 @@ def live_status(app: App, rows: list[dict[str, Any]]) -> None:
 
 
 def _connection_failure(exc: BaseException) -> bool:
-    """Return whether botocore failed to reach the endpoint or timed out.
+    """Return whether botocore failed to reach the endpoint at all.
 
     Such a failure is the endpoint's, not an error that AWS returned.
     """

@@ -46,6 +46,8 @@ def protection_status(
         released: True when the run gave the statement up with unprotect or
             a closing step while other runs kept it, so it no longer expects
             the statement in place or missing.
+        shared_with: the other open runs (as "run N of environment X") whose
+            statement is on the key while this run holds none.
         in_place, actions, full, break_glass_roles: read from AWS now.
         last_written_at, last_written_event: kmsguard's latest write to the
             key in this run (the event is None when the run does not record it).
@@ -85,9 +87,24 @@ def protection_status(
         return status
 
     _describe_live(status, live)
-    _compare_with_written(status, _store(source), run, key_arn, live)
+    store = _store(source)
+    status["shared_with"] = _sharing_runs(store, run, key_arn, status)
+    _compare_with_written(status, store, run, key_arn, live)
     status["problems"].extend(_problems(status, run))
     return status
+
+
+def _sharing_runs(
+    store: SqliteStore, run: Run, key_arn: str, status: dict[str, Any]
+) -> list[str]:
+    """Return the other open runs whose statement this run sees but does not hold."""
+    from kmsguard.workflow.protection_shared import other_protecting_runs
+
+    if not status["in_place"] or (
+        status["recorded_in_place"] and not status["released"]
+    ):
+        return []
+    return [other.name for other in other_protecting_runs(store, key_arn, run.id)]
 
 
 def _store(source: App | SqliteStore) -> SqliteStore:
@@ -121,10 +138,11 @@ def _compare_with_written(
     )
     document = parse_policy_text(str(written["policy"]))
     others_changed = not same_statements(_others(live), _others(document))
-    # The statement a run released belongs to the runs that kept it, which
-    # may narrow or remove it without this run's record changing.
+    # A statement the run released, or one that other runs put on the key
+    # after this run removed its own, belongs to those runs, which may add,
+    # narrow or remove it without this run's record changing.
     protection_changed = None
-    if not status["released"]:
+    if not status["released"] and not status["shared_with"]:
         protection_changed = _protection(live) != _protection(document)
     status.update(
         protection_changed=protection_changed,
@@ -216,6 +234,8 @@ def _statement_problem(status: dict[str, Any], run: Run) -> str | None:
             f"`kmsguard protect {env} --break-glass-role ARN`"
         )
     if status["in_place"] and not status["recorded_in_place"]:
+        if status["shared_with"]:
+            return None
         return (
             f"the key policy has a {PROTECTION_SID} statement that run {run.id} does "
             f"not record; remove it with `kmsguard unprotect {env} --reason TEXT`, or "
