@@ -300,3 +300,26 @@ def test_reading_missing_database_creates_nothing(
     assert result.exit_code == 2, result.output
     assert f"no kmsguard database at '{path}'" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("rotation", "cancel", "prod", "--reason", "done\x1b]0;title\x07"),
+        ("rotation", "cancel", "prod", "--reason", "done \u202eevil"),
+        ("env", "set-resources", "prod", "--sqs-queue", "https://q\n\x1b[2J"),
+        ("unprotect", "prod", "--reason", "moving\x1b[2J"),
+    ],
+    ids=["reason-title", "reason-bidi", "sqs-queue", "unprotect-reason"],
+)
+def test_free_text_control_characters_rejected(
+    app: App, kms: Any, db_path: Path, args: tuple[str, ...]
+) -> None:
+    drive_rotation(app, kms, "support_contacted")
+    before = snapshot(db_path)
+
+    result = invoke(db_path, *args)
+
+    assert result.exit_code == 2, result.output
+    assert "control characters" in result.stderr
+    assert snapshot(db_path) == before

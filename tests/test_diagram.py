@@ -284,7 +284,7 @@ def test_diagram_command_without_run_highlights_nothing(
     assert "prod has no disablement run" in result.stdout
 
 
-def test_diagram_command_rejects_unknown_environment(db_path: Path) -> None:
+def test_diagram_command_rejects_unknown_environment(app: App, db_path: Path) -> None:
     result = run_cli(db_path, "diagram", "rotation", "staging")
 
     assert result.exit_code == 2

@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROTATION_PARAMS, create_key, drive_rotation
+from conftest import (
+    PIPELINE_ACCOUNT,
+    REGION,
+    ROTATION_PARAMS,
+    create_key,
+    drive_rotation,
+)
 
 from kmsguard.cli import main
 from kmsguard.states import PROCEDURES
@@ -288,8 +294,9 @@ def test_busy_timeout_variable_checked(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KMSGUARD_BUSY_TIMEOUT", "soon")
+    add = ["env", "add", "prod", "--region", REGION, "--pipeline-account"]
 
-    result = CliRunner().invoke(main, ["--db", str(db_path), "status"])
+    result = CliRunner().invoke(main, ["--db", str(db_path), *add, PIPELINE_ACCOUNT])
 
     assert result.exit_code == 2
     assert "KMSGUARD_BUSY_TIMEOUT='soon'" in result.stderr

@@ -40,8 +40,9 @@ CLIENT_SIDE_HINTS = {
         "network and any proxy, then run the command again"
     ),
     "ReadTimeoutError": (
-        "the AWS response timed out; run `kmsguard status --live` to see whether "
-        "the change took effect, then run the command again"
+        "the AWS response timed out; run the command again. After a step that "
+        "changes a key, `kmsguard status ENV --live` first shows whether the "
+        "change took effect"
     ),
     "ProxyConnectionError": "the proxy could not be reached; check HTTPS_PROXY",
     "SSLError": "the TLS connection failed; check the endpoint URL and AWS_CA_BUNDLE",

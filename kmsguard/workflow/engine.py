@@ -49,6 +49,7 @@ from kmsguard.workflow.errors import (
     KmsguardError,
     unknown_environment,
 )
+from kmsguard.workflow.identifiers import check_text_params
 from kmsguard.workflow.intents import (
     finished_by_reconcile,
     reconcile_environment,
@@ -194,6 +195,7 @@ class Engine:
         params: dict[str, Any],
     ) -> StepContext:
         require_registered(procedure)
+        check_text_params(params)
         environment = self.get_environment(env_name)
         return StepContext(
             store=self.store,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kmsguard.workflow.errors import InvalidInput
 from kmsguard.workflow.evidence_resources import Resources
+from kmsguard.workflow.identifiers import check_text_params
 from kmsguard.workflow.records import Environment, NewEvent
 
 if TYPE_CHECKING:
@@ -52,6 +53,15 @@ def validate_resources(
     Raises:
         InvalidInput: a malformed bucket name, stream, queue URL or profile.
     """
+    check_text_params(
+        {
+            "s3_bucket": list(s3_buckets),
+            "kinesis_stream": list(kinesis_streams),
+            "sqs_queue": list(sqs_queues),
+            "resource_profile": profile or "",
+        },
+        allowed="",
+    )
     buckets = _unique([_bucket(name) for name in s3_buckets])
     streams = _unique([_stream(name) for name in kinesis_streams])
     queues = _unique([url.strip() for url in sqs_queues])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kmsguard.workflow.errors import InvalidInput
 
@@ -123,6 +125,13 @@ def validate_role_arn(value: str, option: str) -> str:
     return value
 
 
+# Characters that reorder the text around them on a terminal, so that what an
+# operator reads differs from what is stored.
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
 def control_characters(value: str, allowed: str = "") -> str:
     """Return the control characters in `value`, other than `allowed`, escaped.
 
@@ -132,9 +141,27 @@ def control_characters(value: str, allowed: str = "") -> str:
     found = {
         ch
         for ch in value
-        if (ord(ch) < 32 or 127 <= ord(ch) < 160) and ch not in allowed
+        if (ord(ch) < 32 or 127 <= ord(ch) < 160 or ch in BIDI_CONTROLS)
+        and ch not in allowed
     }
     return ", ".join(sorted(repr(ch) for ch in found))
+
+
+def check_text_params(params: Mapping[str, Any], allowed: str = "\n\t") -> None:
+    """Raise InvalidInput for a text parameter that contains a control character.
+
+    By default line breaks and tabs are allowed, because a reason or a message
+    from support may span lines.
+    """
+    for name, value in params.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            found = control_characters(item, allowed) if isinstance(item, str) else ""
+            if found:
+                option = "--" + name.replace("_", "-")
+                raise InvalidInput(
+                    f"invalid {option} {item!r}: it contains control characters "
+                    f"({found}); remove them"
+                )
 
 
 def validate_ticket(value: str) -> str:

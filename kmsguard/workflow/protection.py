@@ -27,6 +27,7 @@ from kmsguard.workflow.errors import (
     OperationFailed,
     Refused,
 )
+from kmsguard.workflow.identifiers import check_text_params
 from kmsguard.workflow.intents import busy_conflict, running_owner
 from kmsguard.workflow.protection_kms import (
     read_policy,
@@ -364,6 +365,7 @@ def _key_of(run: Run) -> str:
 
 def _validate_reason(reason: str) -> str:
     text = (reason or "").strip()
+    check_text_params({"reason": text})
     if not text:
         raise InvalidInput(
             'missing --reason: it is empty; give --reason "support confirmed the '
