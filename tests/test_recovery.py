@@ -258,3 +258,14 @@ def test_confirmation_time_before_recovery_rejected(app: App, kms: Any) -> None:
         )
 
     assert [r.guard for r in refused.value.unmet] == ["confirmation_after_contact"]
+
+
+def test_re_enable_refused_before_cancel_deletion_names_it(app: App, kms: Any) -> None:
+    drive_disablement(app, kms, "key_deletion_scheduled")
+
+    with pytest.raises(Refused) as refused:
+        recover(app, RE_ENABLE, "prod", {})
+
+    [unmet] = refused.value.unmet
+    assert unmet.guard == "state_order"
+    assert unmet.next == "kmsguard recover cancel-deletion prod"

@@ -56,12 +56,17 @@ def check_order(store: SqliteStore, ctx: StepContext) -> None:
         ctx.procedure, state
     ):
         return
+    # A refused recovery step points to the recovery that fits the state
+    # (cancel-deletion before re-enable), not to the procedure's next step.
+    hint = ""
+    if ctx.step.recovery:
+        hint = ctx.procedure.recovery_command(state, ctx.run.environment)
     result = GuardResult(
         "state_order",
         False,
         f"the run is in state {state}; `{ctx.step.command}` needs one of "
         f"{', '.join(ctx.step.sources)}",
-        next_hint(ctx.procedure, ctx.run),
+        hint or next_hint(ctx.procedure, ctx.run),
     )
     refuse(store, ctx, [result], [result])
 

@@ -98,8 +98,8 @@ def observation_days(params: dict[str, Any]) -> int:
     if not valid or not MIN_OBSERVATION_DAYS <= value <= limit:
         raise InvalidInput(
             f"invalid --observation-days {value!r}: give {MIN_OBSERVATION_DAYS} to "
-            f"{limit} days (default {DEFAULT_OBSERVATION_DAYS}); a shorter wait "
-            'needs --accept-risk "REASON" instead'
+            f"{limit} days (default {DEFAULT_OBSERVATION_DAYS}). For a shorter "
+            'wait, drop --observation-days and give --accept-risk "REASON"'
         )
     return int(value)
 

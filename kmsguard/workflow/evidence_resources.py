@@ -386,7 +386,7 @@ def _retention_verdict(
     if now < earliest:
         source.reasons.append(
             f"{longest.label} keeps records for {hours}, so records written under "
-            f"the old key before the switch confirmed at {confirmed_at.isoformat()} "
+            f"the key before support's confirmation at {confirmed_at.isoformat()} "
             f"remain until {earliest.isoformat()}"
         )
     else:

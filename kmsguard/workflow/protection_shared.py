@@ -193,8 +193,9 @@ def check_shared_roles(
     retry = f"`{command} {options}`" if command else f"{options} on the start command"
     reason = (
         f"key {key_arn} has one protection statement, which other open runs share: "
-        f"{shared_roles}. The request exempts {', '.join(roles)} instead, which would lock "
-        "their break-glass roles out"
+        f"{shared_roles}. The request exempts {', '.join(roles)} instead, and one "
+        "statement has one list of break-glass roles, so the request would change "
+        "which roles may disable the key for those runs too"
     )
     raise Refused(
         f"protection rejected: {reason}. Give the same roles with {retry}, or remove "

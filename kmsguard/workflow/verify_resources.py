@@ -70,7 +70,7 @@ def check_resources(
     resource of a requested component, a failed check of "pipeline resources"
     takes the place of the checks that could not be made.
     """
-    wanted, skipped = _split_by_component(resources, components)
+    wanted, skipped = _split_by_component(environment, resources, components)
     if not (wanted.s3_buckets or wanted.kinesis_streams or wanted.sqs_queues):
         return [_none_listed(environment, resources, components), *skipped]
 
@@ -91,7 +91,7 @@ def check_resources(
 
 
 def _split_by_component(
-    resources: Resources, components: Collection[str]
+    environment: str, resources: Resources, components: Collection[str]
 ) -> tuple[Resources, list[VerifyCheck]]:
     """Split the resources into those of requested components and "skipped"."""
     requested = ", ".join(sorted(components)) or "none"
@@ -104,7 +104,9 @@ def _split_by_component(
             if not names:
                 # Normal for a component such as SQS surge protection, but the
                 # operator should see that nothing of it was checked.
-                skipped.append(_none_of_component(component, kind))
+                skipped.append(
+                    _none_of_component(environment, resources, component, kind)
+                )
             continue
         kept[field] = ()
         skipped.extend(
@@ -147,16 +149,18 @@ def _none_listed(
     )
 
 
-def _none_of_component(component: str, kind: str) -> VerifyCheck:
+def _none_of_component(
+    environment: str, resources: Resources, component: str, kind: str
+) -> VerifyCheck:
     """Return the skipped check of a requested component with no resource listed."""
-    option = SET_RESOURCES_OPTIONS[kind][0]
+    command = set_resources_command(environment, resources, add=[component])
     return VerifyCheck(
         f"{KIND_TITLES[kind]}s",
         kind,
         SKIPPED,
         f"{component} was requested from support, but the environment lists no "
-        f"{KIND_TITLES[kind]}, so none was checked; add one with "
-        f"`kmsguard env set-resources` and {option}",
+        f"{KIND_TITLES[kind]}, so none was checked; to check one, list it with "
+        f"`{command}`, which keeps the resources listed now",
     )
 
 
