@@ -96,6 +96,23 @@ def checked_endpoint_url(value: str | None) -> str | None:
     )
 
 
+def checked_db_path(value: str | None) -> Path | None:
+    """Return --db as a path; the store reports a directory or an unusable file.
+
+    Raises:
+        click.BadParameter: an empty value, which would name the current
+            directory.
+    """
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter(
+            "the database path is empty; give the path of the SQLite file, for "
+            "example --db ~/kmsguard/prod.db"
+        )
+    return Path(value)
+
+
 def checked_operator(value: str | None) -> str | None:
     """Return --operator unless it contains control characters.
 
@@ -119,9 +136,9 @@ def checked_operator(value: str | None) -> str | None:
 @click.group(cls=RootGroup, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
     envvar="KMSGUARD_DB",
     show_envvar=True,
+    callback=lambda ctx, param, value: checked_db_path(value),
     help="SQLite file of state and audit log (default: kmsguard.db in the user data directory). Must be on a local filesystem.",
 )
 @click.option(

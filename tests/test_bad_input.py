@@ -323,3 +323,17 @@ def test_free_text_control_characters_rejected(
     assert result.exit_code == 2, result.output
     assert "control characters" in result.stderr
     assert snapshot(db_path) == before
+
+
+def test_empty_database_option_rejected(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--db=", "status"])
+
+    assert result.exit_code == 2
+    assert "the database path is empty" in result.stderr
+
+
+def test_database_directory_named(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--db", str(tmp_path), "env", "list"])
+
+    assert result.exit_code == 2
+    assert f"database path '{tmp_path}' is a directory" in result.stderr
