@@ -305,3 +305,58 @@ def test_local_step_goes_on_when_aws_unreachable(
     assert result.run.state == "rotation_confirmed"
     assert "EndpointConnectionError" in result.event.evidence["drift_unchecked"]
     assert any("not compared with AWS" in note for note in result.outcome.notes)
+
+
+def put_statement(kms: Any, arn: str, statement: dict[str, Any]) -> None:
+    """Add a statement to a key policy by hand, as the console would."""
+    doc = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
+    doc["Statement"].append(statement)
+    kms.put_key_policy(KeyId=arn, PolicyName="default", Policy=json.dumps(doc))
+
+
+def new_key_of(app: App) -> str:
+    run = app.store.open_run("prod")
+    assert run is not None and run.new_key_arn
+    return run.new_key_arn
+
+
+def test_lockout_under_protection_sid_is_drift(app: App, kms: Any) -> None:
+    """A Deny of the pipeline's use, under kmsguard's protection Sid, is no protection."""
+    from kmsguard.workflow.policy import PROTECTION_SID
+
+    drive_rotation(app, kms, "support_contacted")
+    lockout = {
+        "Sid": PROTECTION_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+        "Resource": "*",
+    }
+    put_statement(kms, new_key_of(app), lockout)
+
+    rows = app.status("prod", live=True)
+
+    [drift] = rows[0]["live"]["drift"]
+    assert drift["kind"] == "policy"
+    assert "no longer lets the pipeline use the key" in drift["reason"]
+    assert live_exit_code(rows) == 3
+
+
+def test_unexplained_protection_statement_is_drift(app: App, kms: Any) -> None:
+    """With no run protecting the key, a statement of kmsguard's form is drift."""
+    from kmsguard.workflow.policy import PROTECTION_SID
+
+    drive_rotation(app, kms, "support_contacted")
+    statement = {
+        "Sid": PROTECTION_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": ["kms:DisableKey", "kms:ScheduleKeyDeletion"],
+        "Resource": "*",
+    }
+    put_statement(kms, new_key_of(app), statement)
+
+    rows = app.status("prod", live=True)
+
+    assert [d["kind"] for d in rows[0]["live"]["drift"]] == ["policy"]
+    assert live_exit_code(rows) == 3

@@ -221,3 +221,17 @@ def test_removed_run_reports_statement_no_run_records(app: App, kms: Any) -> Non
     protection = app.status("prod", live=True)[0]["live"]["protection"]
 
     assert any("does not record" in problem for problem in protection["problems"])
+
+
+def test_statement_put_back_after_unprotect_exits_three(app: App, kms: Any) -> None:
+    from test_protection_shared import pipeline_key, start_protected
+
+    key = pipeline_key(kms)
+    start_protected(app, "prod", key)
+    unprotect(app, "prod", "testing")
+    protect_by_hand(kms, key)
+
+    rows = app.status("prod", live=True)
+
+    assert rows[0]["live"]["protection"]["problems"]
+    assert live_exit_code(rows) == 3

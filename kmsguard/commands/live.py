@@ -29,16 +29,26 @@ def live_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def live_exit_code(rows: list[dict[str, Any]]) -> int:
-    """Return 3 when a key drifted, 1 when AWS could not be read, else 0.
+    """Return 3 on drift or a protection problem, 1 when AWS could not be read, else 0.
 
     A pipeline that runs `status --live` as a pre-check stops on either.
     """
     found = [row["live"] for row in rows if row.get("live")]
-    if any(live.get("drift") for live in found):
+    if any(live.get("drift") or _protection_problem(live) for live in found):
         return 3
-    if any("error" in live for live in found):
+    if any("error" in live or _protection_unread(live) for live in found):
         return 1
     return 0
+
+
+def _protection_unread(live: dict[str, Any]) -> bool:
+    return bool((live.get("protection") or {}).get("error"))
+
+
+def _protection_problem(live: dict[str, Any]) -> bool:
+    """Return whether the protection check found a problem, not a read failure."""
+    protection = live.get("protection") or {}
+    return bool(protection.get("problems")) and not protection.get("error")
 
 
 def protection_lines(env: str, status: dict[str, Any] | None) -> list[str]:

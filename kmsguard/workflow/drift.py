@@ -18,11 +18,14 @@ from kmsguard.workflow.errors import GuardResult, InvalidInput, KmsguardError
 from kmsguard.workflow.records import CANCELLED_STATE, utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from kmsguard.workflow.app import App
     from kmsguard.workflow.aws import Kms
     from kmsguard.workflow.context import StepContext
     from kmsguard.workflow.procedure import Procedure, Step
     from kmsguard.workflow.records import Environment, Run
+    from kmsguard.workflow.store import SqliteStore
 
 DRIFT_GUARD = "key_drift"
 TARGETS = ("current", "new")
@@ -116,13 +119,18 @@ def read_key_state(kms: Kms, key_arn: str) -> str | None:
 
 
 def find_drift(
-    kms: Kms, environment: Environment, procedure: Procedure, run: Run
+    kms: Kms,
+    environment: Environment,
+    procedure: Procedure,
+    run: Run,
+    shared_keys: Collection[str] = (),
 ) -> LiveCheck:
     """Compare the run's keys with AWS: expected states and applied policies.
 
     Only keys the procedure expects something of in the run's state, and keys
     with a policy kmsguard applied, are read, so a run that expects nothing
-    makes no AWS call.
+    makes no AWS call. `shared_keys` are the run's keys that other open runs
+    protect (see others_protection_keys).
     """
     check = LiveCheck()
     for target in TARGETS:
@@ -137,12 +145,16 @@ def find_drift(
                 state_drift(environment, run, target, arn, expected, state)
             )
     missing = {d.key_arn for d in check.drifts if d.kind == "missing"}
-    held = held_protection_key(run)
+    # Another run's protection statement on a key is that run's business,
+    # unless this run holds the statement itself.
+    others = (set(shared_keys) | {released_key(run)}) - {held_protection_key(run)}
     for arn, applied in sorted(dict(run.data.get(APPLIED_POLICIES) or {}).items()):
         owner = next((t for t in TARGETS if run_key(run, t) == arn), None)
         if owner is None or arn in missing:
             continue
-        drift = policy_drift(kms, environment, owner, arn, applied, held=arn == held)
+        drift = policy_drift(
+            kms, environment, owner, arn, applied, held=arn not in others
+        )
         if drift is not None:
             check.drifts.append(drift)
     return check
@@ -213,6 +225,25 @@ def state_recovery(arn: str, region: str, expected: str, actual: str) -> str:
     return f"aws kms describe-key {key}"
 
 
+def released_key(run: Run) -> str | None:
+    """Return the key whose shared protection statement the run released, or None.
+
+    A run releases the statement when unprotect or a closing step keeps it
+    for other open runs. Those runs may then narrow or remove it.
+    """
+    from kmsguard.workflow.protection_steps import protected_key, recorded
+
+    return protected_key(run) if recorded(run).get("released") else None
+
+
+def others_protection_keys(store: SqliteStore, run: Run) -> set[str]:
+    """Return the run's keys that another open run protects."""
+    from kmsguard.workflow.protection_shared import other_protecting_runs
+
+    keys = {run_key(run, target) for target in TARGETS} - {None, ""}
+    return {str(arn) for arn in keys if other_protecting_runs(store, str(arn), run.id)}
+
+
 def held_protection_key(run: Run) -> str | None:
     """Return the key whose protection statement the run holds in place, or None.
 
@@ -240,10 +271,11 @@ def policy_drift(
 ) -> Drift | None:
     """Compare a key's live policy with the one kmsguard applied, by meaning.
 
-    Unless the run holds the key's protection statement (`held`), that
-    statement is left out of the comparison: it belongs to the other runs
-    that protect the key, if any, and `status --live` reports one that no
-    run records.
+    Without `held`, the key's protection statement belongs to other runs,
+    so a live statement of kmsguard's form (a Deny of kms:DisableKey or
+    kms:ScheduleKeyDeletion) is left out of the comparison. Any other
+    statement under that Sid still counts, and so does the check that the
+    pipeline can use the key.
     """
     from kmsguard.workflow import policy
 
@@ -274,13 +306,20 @@ def policy_drift(
 
 
 def _without_protection(doc: dict[str, Any]) -> dict[str, Any]:
+    """Return the policy without a protection statement of kmsguard's form."""
     from kmsguard.workflow import policy
+    from kmsguard.workflow.policy_grammar import element_values
 
-    statements = [
-        statement
-        for statement in policy.statement_list(doc)
-        if statement.get("Sid") != policy.PROTECTION_SID
-    ]
+    def kmsguard_form(statement: dict[str, Any]) -> bool:
+        actions = element_values(statement.get("Action", []))
+        return (
+            statement.get("Sid") == policy.PROTECTION_SID
+            and statement.get("Effect") == "Deny"
+            and bool(actions)
+            and set(actions) <= set(policy.PROTECTED_ACTIONS)
+        )
+
+    statements = [s for s in policy.statement_list(doc) if not kmsguard_form(s)]
     return {**doc, "Statement": statements}
 
 
@@ -318,7 +357,8 @@ def step_drift(ctx: StepContext) -> list[Drift]:
     the console before `disable-old-key`) does not stop that step.
     """
     assert ctx.run is not None
-    check = find_drift(ctx.kms, ctx.environment, ctx.procedure, ctx.run)
+    shared = others_protection_keys(ctx.store, ctx.run)
+    check = find_drift(ctx.kms, ctx.environment, ctx.procedure, ctx.run, shared)
     drifts = []
     for drift in check.drifts:
         after = ctx.procedure.expected_key_states(ctx.step.dest, drift.target)
@@ -350,7 +390,9 @@ def live_status(app: App, rows: list[dict[str, Any]]) -> None:
             continue
         kms = Kms(app.aws(), environment.region)
         try:
-            check = find_drift(kms, environment, PROCEDURES[run.procedure], run)
+            shared = others_protection_keys(app.store, run)
+            procedure = PROCEDURES[run.procedure]
+            check = find_drift(kms, environment, procedure, run, shared)
         except KmsguardError as exc:
             row["live"] = {"error": str(exc)}
             if _connection_failure(exc):
