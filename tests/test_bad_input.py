@@ -337,3 +337,24 @@ def test_database_directory_named(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert f"database path '{tmp_path}' is a directory" in result.stderr
+
+
+def test_windows_line_endings_and_direction_marks_accepted(
+    app: App, kms: Any, db_path: Path
+) -> None:
+    drive_rotation(app, kms, "support_contacted")
+
+    result = invoke(
+        db_path,
+        "rotation",
+        "confirm",
+        "prod",
+        "--ticket",
+        "SUP-1\r",
+        "--confirmed-by",
+        "\u05de\u05e9\u05d4 \u05db\u05d4\u05df\r",
+        "--message",
+        "switched\r\nto the new key\u200f",
+    )
+
+    assert result.exit_code == 0, result.output

@@ -268,4 +268,4 @@ def test_re_enable_refused_before_cancel_deletion_names_it(app: App, kms: Any) -
 
     [unmet] = refused.value.unmet
     assert unmet.guard == "state_order"
-    assert unmet.next == "kmsguard recover cancel-deletion prod"
+    assert unmet.next == "kmsguard recover cancel-deletion prod --enable"

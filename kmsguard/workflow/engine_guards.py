@@ -60,7 +60,7 @@ def check_order(store: SqliteStore, ctx: StepContext) -> None:
     # (cancel-deletion before re-enable), not to the procedure's next step.
     hint = ""
     if ctx.step.recovery:
-        hint = ctx.procedure.recovery_command(state, ctx.run.environment)
+        hint = _recovery_hint(ctx, state)
     result = GuardResult(
         "state_order",
         False,
@@ -69,6 +69,19 @@ def check_order(store: SqliteStore, ctx: StepContext) -> None:
         hint or next_hint(ctx.procedure, ctx.run),
     )
     refuse(store, ctx, [result], [result])
+
+
+def _recovery_hint(ctx: StepContext, state: str) -> str:
+    """Return the recovery from `state` that ends where the refused one would.
+
+    A re-enable refused while deletion is scheduled points to cancel-deletion
+    with --enable, which also leaves the key enabled.
+    """
+    assert ctx.run is not None
+    steps = [s for s in ctx.procedure.steps_from(state) if s.recovery]
+    same_end = [s for s in steps if s.dest == ctx.step.dest]
+    chosen = (same_end or steps)[:1]
+    return ctx.procedure.command_for(chosen[0], ctx.run.environment) if chosen else ""
 
 
 def check_guards(

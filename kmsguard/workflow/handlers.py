@@ -44,7 +44,7 @@ def require_text(ctx: StepContext, name: str, option: str, example: str) -> str:
         raise InvalidInput(
             f"{option} is {len(value)} characters long; keep it under 2000"
         )
-    found = control_characters(value, allowed="\n\t")
+    found = control_characters(value, allowed="\r\n\t")
     if found:
         raise InvalidInput(
             f"invalid {option} {value!r}: it contains control characters ({found}); "

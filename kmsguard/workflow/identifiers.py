@@ -125,11 +125,11 @@ def validate_role_arn(value: str, option: str) -> str:
     return value
 
 
-# Characters that reorder the text around them on a terminal, so that what an
-# operator reads differs from what is stored.
-BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
+# The embeddings, overrides and isolates that reorder the text around them on
+# a terminal, so that what an operator reads differs from what is stored. The
+# plain direction marks (U+200E, U+200F, U+061C) are ordinary in Hebrew and
+# Arabic text and stay allowed.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def control_characters(value: str, allowed: str = "") -> str:
@@ -147,15 +147,17 @@ def control_characters(value: str, allowed: str = "") -> str:
     return ", ".join(sorted(repr(ch) for ch in found))
 
 
-def check_text_params(params: Mapping[str, Any], allowed: str = "\n\t") -> None:
+def check_text_params(params: Mapping[str, Any], allowed: str = "\r\n\t") -> None:
     """Raise InvalidInput for a text parameter that contains a control character.
 
-    By default line breaks and tabs are allowed, because a reason or a message
-    from support may span lines.
+    Leading and trailing white space is not checked, because the handlers
+    strip it. By default line breaks (Windows ones too) and tabs are allowed,
+    because a reason or a message from support may span lines.
     """
     for name, value in params.items():
         for item in value if isinstance(value, list | tuple) else [value]:
-            found = control_characters(item, allowed) if isinstance(item, str) else ""
+            text = item.strip() if isinstance(item, str) else ""
+            found = control_characters(text, allowed)
             if found:
                 option = "--" + name.replace("_", "-")
                 raise InvalidInput(
