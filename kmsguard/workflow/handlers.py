@@ -13,7 +13,7 @@ from typing import Any
 from kmsguard.workflow import protection_shared, protection_steps
 from kmsguard.workflow.context import Outcome, StepContext
 from kmsguard.workflow.errors import InvalidInput
-from kmsguard.workflow.identifiers import control_characters, parse_key_reference
+from kmsguard.workflow.identifiers import parse_key_reference
 from kmsguard.workflow.records import Confirmation, Event, utc_now
 
 
@@ -43,12 +43,6 @@ def require_text(ctx: StepContext, name: str, option: str, example: str) -> str:
     if len(value) > 2000:
         raise InvalidInput(
             f"{option} is {len(value)} characters long; keep it under 2000"
-        )
-    found = control_characters(value, allowed="\r\n\t")
-    if found:
-        raise InvalidInput(
-            f"invalid {option} {value!r}: it contains control characters ({found}); "
-            "remove them"
         )
     return value
 

@@ -118,7 +118,7 @@ def _environments(conn: sqlite3.Connection, environment: str | None) -> list[Row
     if environment is not None:
         sql += " WHERE e.name = ?"
         params.append(environment)
-    return _dicts(conn.execute(sql + " ORDER BY e.name", params))
+    return row_dicts(conn.execute(sql + " ORDER BY e.name", params))
 
 
 def _row(conn: sqlite3.Connection, found: Row, now: datetime | None) -> Row:
@@ -190,7 +190,7 @@ def _unresolved_intent(conn: sqlite3.Connection, environment: str) -> Row | None
     ).fetchone()
     if pending is None:
         return None
-    rows = _dicts(
+    rows = row_dicts(
         conn.execute(
             "SELECT id, step, evidence, created_at, operator FROM events WHERE id = ?",
             [pending[0]],
@@ -210,6 +210,7 @@ def _unresolved_intent(conn: sqlite3.Connection, environment: str) -> Row | None
     }
 
 
-def _dicts(cursor: sqlite3.Cursor) -> list[Row]:
+def row_dicts(cursor: sqlite3.Cursor) -> list[Row]:
+    """Return a cursor's rows as dicts keyed by column name."""
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, values, strict=True)) for values in cursor]

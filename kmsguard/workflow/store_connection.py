@@ -23,6 +23,7 @@ from kmsguard.workflow.schema_names import (
     MIGRATION_NAMES,
     MIGRATION_SET,
 )
+from kmsguard.workflow.status_view import row_dicts
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -134,7 +135,7 @@ class SqliteConnection:
                     apply_migrations(self.db)
 
     def _needs_migration(self) -> bool:
-        """Whether a migration is not applied yet, read with one plain query."""
+        """Return whether a migration is not applied yet, read with one plain query."""
         try:
             rows = self.conn.execute(
                 "SELECT name FROM _sqlite_migrations WHERE migration_set = ?",
@@ -190,6 +191,4 @@ class SqliteConnection:
                 self.conn.execute("COMMIT")
 
     def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        cursor = self.conn.execute(sql, params or [])
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, values, strict=True)) for values in cursor]
+        return row_dicts(self.conn.execute(sql, params or []))
