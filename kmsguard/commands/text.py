@@ -53,9 +53,10 @@ def table_lines(
         columns: (key in each row, column title) pairs, left to right.
         header: adds colour to the header line, if any.
         continued: keep every line of the last column. The first line of a
-            row's last cell stays in the row; each further line follows the
-            row on a line of its own, indented to start under the last column,
-            so a multi-line message loses nothing and the columns stay aligned.
+            row's last cell stays in the row. Each further line follows the
+            row on a line of its own, indented to start under the last column.
+            So a multi-line message loses nothing, and the columns stay
+            aligned.
     """
     titles = [title for _, title in columns]
     body = [[cell(row.get(key)) for key, _ in columns] for row in rows]

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 DRIFT_GUARD = "key_drift"
 TARGETS = ("current", "new")
 # botocore exception classes for an endpoint that could not be reached. A
-# read timeout is left out: one slow call says nothing of the other keys.
+# read timeout is left out, because one slow call shows nothing about the
+# other keys.
 CONNECTION_FAILURES = frozenset({"EndpointConnectionError", "ConnectTimeoutError"})
 APPLIED_POLICIES = "applied_policies"
 
@@ -145,8 +146,8 @@ def find_drift(
                 state_drift(environment, run, target, arn, expected, state)
             )
     missing = {d.key_arn for d in check.drifts if d.kind == "missing"}
-    # Another run's protection statement on a key is that run's business,
-    # unless this run holds the statement itself.
+    # Another run's protection statement on a key belongs to that run, unless
+    # this run keeps the statement in place itself.
     others = (set(shared_keys) | {released_key(run)}) - {held_protection_key(run)}
     for arn, applied in sorted(dict(run.data.get(APPLIED_POLICIES) or {}).items()):
         owner = next((t for t in TARGETS if run_key(run, t) == arn), None)
@@ -245,11 +246,11 @@ def others_protection_keys(store: SqliteStore, run: Run) -> set[str]:
 
 
 def held_protection_key(run: Run) -> str | None:
-    """Return the key whose protection statement the run holds in place, or None.
+    """Return the key whose protection statement the run keeps in place, or None.
 
     A run that never protected its key, removed the statement with unprotect,
     or released it to other runs (unprotect or a closing step that kept it
-    for them) holds none. Other runs that protect the key may then add,
+    for them) keeps none. Other runs that protect the key may then add,
     narrow or remove the statement without this run's record changing.
     """
     from kmsguard.workflow.protection_steps import protected_key, recorded

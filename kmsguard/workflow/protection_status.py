@@ -47,7 +47,7 @@ def protection_status(
             a closing step while other runs kept it, so it no longer expects
             the statement in place or missing.
         shared_with: the other open runs (as "run N of environment X") whose
-            statement is on the key while this run holds none.
+            statement is on the key while this run keeps none in place.
         in_place, actions, full, break_glass_roles: read from AWS now.
         last_written_at, last_written_event: kmsguard's latest write to the
             key in this run (the event is None when the run does not record it).
@@ -97,7 +97,7 @@ def protection_status(
 def _sharing_runs(
     store: SqliteStore, run: Run, key_arn: str, status: dict[str, Any]
 ) -> list[str]:
-    """Return the other open runs whose statement this run sees but does not hold."""
+    """Return the other open runs whose statement is on a key this run does not protect."""
     from kmsguard.workflow.protection_shared import other_protecting_runs
 
     if not status["in_place"] or (

@@ -39,7 +39,7 @@ class OnboardingVerification:
 
     @property
     def blocking_resources(self) -> list[VerifyCheck]:
-        """The resource checks that failed or could not be made."""
+        """Return the resource checks that failed or could not be made."""
         return [check for check in self.resources if check.status in BLOCKING]
 
     @property

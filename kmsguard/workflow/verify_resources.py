@@ -70,14 +70,20 @@ def check_resources(
     resource of a requested component, a failed check of "pipeline resources"
     takes the place of the checks that could not be made.
     """
-    wanted, skipped = _split_by_component(environment, resources, components)
-    if not (wanted.s3_buckets or wanted.kinesis_streams or wanted.sqs_queues):
+    requested_resources, skipped = _split_by_component(
+        environment, resources, components
+    )
+    if not (
+        requested_resources.s3_buckets
+        or requested_resources.kinesis_streams
+        or requested_resources.sqs_queues
+    ):
         return [_none_listed(environment, resources, components), *skipped]
 
     readings = read_resources(
         aws,
         region=region,
-        resources=wanted,
+        resources=requested_resources,
         resolver=KeyResolver(aws, resources.profile),
         workers=RESOURCE_WORKERS,
     )
@@ -96,11 +102,11 @@ def _split_by_component(
     """Split the resources into those of requested components and "skipped"."""
     requested = ", ".join(sorted(components)) or "none"
     skipped: list[VerifyCheck] = []
-    kept: dict[str, tuple[str, ...]] = {}
+    requested_names: dict[str, tuple[str, ...]] = {}
     for component, (field, kind) in COMPONENT_RESOURCES.items():
         names: tuple[str, ...] = getattr(resources, field)
         if component in components:
-            kept[field] = names
+            requested_names[field] = names
             if not names:
                 # Normal for a component such as SQS surge protection, but the
                 # operator should see that nothing of it was checked.
@@ -108,7 +114,7 @@ def _split_by_component(
                     _none_of_component(environment, resources, component, kind)
                 )
             continue
-        kept[field] = ()
+        requested_names[field] = ()
         skipped.extend(
             VerifyCheck(
                 f"{KIND_TITLES[kind]} {name}",
@@ -119,13 +125,13 @@ def _split_by_component(
             )
             for name in names
         )
-    wanted = Resources(
-        s3_buckets=kept["s3_buckets"],
-        kinesis_streams=kept["kinesis_streams"],
-        sqs_queues=kept["sqs_queues"],
+    requested_resources = Resources(
+        s3_buckets=requested_names["s3_buckets"],
+        kinesis_streams=requested_names["kinesis_streams"],
+        sqs_queues=requested_names["sqs_queues"],
         profile=resources.profile,
     )
-    return wanted, skipped
+    return requested_resources, skipped
 
 
 def _none_listed(
@@ -197,7 +203,7 @@ def _reading_check(
     resources: Resources,
     missing: Collection[tuple[str, str]],
 ) -> VerifyCheck:
-    what = ENCRYPTION_SETTING[reading.kind]
+    setting = ENCRYPTION_SETTING[reading.kind]
 
     def check(status: str, reason: str) -> VerifyCheck:
         return VerifyCheck(reading.label, reading.kind, status, reason)
@@ -207,26 +213,26 @@ def _reading_check(
     if reading.error:
         return check(NOT_CHECKED, f"could not be read: {reading.error}")
     if not reading.resolutions:
-        return check(FAILED, f"its {what} names no KMS key; {ASK_SUPPORT}")
+        return check(FAILED, f"its {setting} names no KMS key; {ASK_SUPPORT}")
     for resolution in reading.resolutions:
         if resolution.key_arn == key_arn:
-            how = (
+            match = (
                 "by its key ARN"
                 if resolution.reference == key_arn
                 else f"as {resolution.reference!r}, which resolves to it"
             )
-            return check(PASSED, f"its {what} names the key {how}")
+            return check(PASSED, f"its {setting} names the key {match}")
     unresolved = [r for r in reading.resolutions if r.error]
     if unresolved:
         return check(
             NOT_CHECKED,
-            f"its {what} names {unresolved[0].reference!r}, which could not be "
+            f"its {setting} names {unresolved[0].reference!r}, which could not be "
             f"resolved: {unresolved[0].error}",
         )
     named = ", ".join(
         _describe_other(r.reference, r.key_arn) for r in reading.resolutions
     )
-    return check(FAILED, f"its {what} names {named}, not {key_arn}; {ASK_SUPPORT}")
+    return check(FAILED, f"its {setting} names {named}, not {key_arn}; {ASK_SUPPORT}")
 
 
 def _missing_reason(
